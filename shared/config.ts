@@ -1,0 +1,116 @@
+import { getParameter } from '@aws-lambda-powertools/parameters/ssm'
+import { z } from 'zod'
+import { ConfigError } from './errors.ts'
+import { registerSecret } from './redact.ts'
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes')
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+)
+
+/** Every non-secret setting, read from the environment and validated once. */
+const settingsSchema = z.object({
+  LSB_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+  LSB_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$/, 'letters, digits, . _ - / only')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ..')
+    .default('langsight-backups'),
+  AWS_ENDPOINT_URL_S3: z.url().optional(),
+  AWS_REGION: z.string().default('us-east-1'),
+  LSB_POSTGRES_DATABASE: z.string().optional(),
+  LSB_CLICKHOUSE_DATABASE: z.string().optional(),
+  LSB_CLICKHOUSE_INCLUDE: list.default([]),
+  LSB_CLICKHOUSE_EXCLUDE: list.default([]),
+  LSB_CLICKHOUSE_SPLIT_BYTES: int(1 << 20, 1 << 40).default(1024 * 1024 * 1024),
+  LSB_CLICKHOUSE_GZIP_LEVEL: int(0, 9).default(1),
+  LSB_PG_COMPRESS: int(0, 9).default(6),
+  LSB_PG_BIN_DIR: z.string().optional(),
+  LSB_MAP_CONCURRENCY: int(1, 40).default(4),
+  LSB_RETENTION_POSTGRES_DAYS: int(1, 3650).default(30),
+  LSB_RETENTION_CLICKHOUSE_DAYS: int(1, 3650).default(84),
+  LSB_KEEP_LAST: int(1, 1000).default(3),
+  LSB_INCOMPLETE_GRACE_HOURS: int(0, 24 * 365).default(24),
+  LSB_PRUNE_DRY_RUN: bool.default(false),
+  LSB_NOTIFY_SUCCESS: bool.default(false),
+  LSB_MIGRATE_STRATEGY: z.enum(['none', 'command', 'lambda', 'ecs']).default('none'),
+  LSB_MIGRATE_COMMAND: z.string().optional(),
+  LSB_MIGRATE_FUNCTION: z.string().optional(),
+  LSB_EXPECTED_SCHEMA_HEAD: z.string().optional(),
+})
+
+export type Settings = z.output<typeof settingsSchema>
+
+let cachedSettings: Settings | undefined
+
+/** Reads and validates the environment; a bad value throws a ConfigError that names the variable. */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  if (env === process.env && cachedSettings) return cachedSettings
+  const parsed = settingsSchema.safeParse(
+    Object.fromEntries(Object.entries(env).filter(([k, v]) => k in settingsSchema.shape && v !== '')),
+  )
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
+    throw new ConfigError(`invalid configuration: ${problems}`)
+  }
+  if (env === process.env) cachedSettings = parsed.data
+  return parsed.data
+}
+
+/** Forgets cached settings and secrets (tests change the environment between cases). */
+export function resetConfig(): void {
+  cachedSettings = undefined
+  secretCache.clear()
+}
+
+export type SecretName = 'LSB_POSTGRES_URL' | 'LSB_CLICKHOUSE_URL' | 'LSB_SLACK_WEBHOOK_URL'
+
+const secretCache = new Map<SecretName, Promise<string | undefined>>()
+const SECRET_MAX_AGE_SECONDS = 300
+
+/**
+ * A secret by name. Locally it is the environment variable itself; on AWS the variable
+ * `<NAME>_SSM` holds the name of an SSM SecureString parameter, read (decrypted) at run
+ * time and cached. The value is registered with the redactor before it is returned.
+ */
+export async function getSecret(
+  name: SecretName,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
+  const cached = secretCache.get(name)
+  if (cached) return cached
+  const read = (async () => {
+    const direct = env[name]
+    if (direct) return direct
+    const parameterName = env[`${name}_SSM`]
+    if (!parameterName) return undefined
+    try {
+      return await getParameter(parameterName, { decrypt: true, maxAge: SECRET_MAX_AGE_SECONDS })
+    } catch (error) {
+      throw new ConfigError(`cannot read SSM parameter ${parameterName} for ${name}`, { cause: error })
+    }
+  })()
+  secretCache.set(name, read)
+  try {
+    const value = await read
+    registerSecret(value)
+    return value
+  } catch (error) {
+    secretCache.delete(name)
+    throw error
+  }
+}
+
+/** Like {@link getSecret}, but a missing value is a ConfigError naming both ways to set it. */
+export async function requireSecret(name: SecretName, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const value = await getSecret(name, env)
+  if (!value)
+    throw new ConfigError(`${name} is not set (set ${name} locally or ${name}_SSM to an SSM parameter name)`)
+  return value
+}
