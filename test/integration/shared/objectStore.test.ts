@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, expect, inject, it } from 'vitest'
 import { ChecksumMismatchError } from '#shared/errors.ts'
+import { corruptStoredObject } from '../../support/storedObjects.ts'
 import { hashObject, listObjects, uploadStream, verifyObjectChecksum } from '#shared/objectStore.ts'
 
 const { s3 } = inject('servers')
@@ -19,19 +18,6 @@ function chunks(total: number, size = 1 << 20): Readable {
       this.push(randomBytes(n))
     },
   })
-}
-
-/** s3rver keeps each object as a file; flipping one of its bytes is a real corruption at rest. */
-function corruptStoredObject(key: string): void {
-  const walk = (dir: string): string[] =>
-    readdirSync(dir).flatMap((n) =>
-      statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)],
-    )
-  const file = walk(join(s3.directory, bucket)).find((f) => f.endsWith(`${key}._S3rver_object`))
-  if (!file) throw new Error(`no stored file for ${key}`)
-  const bytes = readFileSync(file)
-  bytes[Math.floor(bytes.length / 2)]! ^= 0xff
-  writeFileSync(file, bytes)
 }
 
 describe('Function: uploadStream', () => {

@@ -1,0 +1,32 @@
+import { z } from 'zod'
+import { loadSettings, requireSecret } from '#shared/config.ts'
+import { withDatabase } from '#shared/databaseUrl.ts'
+import { logger } from '#shared/logger.ts'
+import { assertSchemaHead, currentSchemaHead, parseMigrateCommand, runMigrateCommand } from '#shared/migrate.ts'
+import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+import { databaseNameSchema } from '#shared/statePayloads.ts'
+
+const input = z.object({
+  /** run: apply the configured strategy (command or none) then check; check: only compare the head. */
+  mode: z.enum(['run', 'check']),
+  strategy: z.enum(['none', 'command', 'lambda', 'ecs']),
+  targetDatabase: databaseNameSchema.nullable(),
+})
+
+/** Brings the restored schema to the application's head (`alembic upgrade head`) and checks it. */
+export async function run({ mode, strategy, targetDatabase }: z.output<typeof input>, { signal }: StateContext) {
+  const s = loadSettings()
+  const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
+  if (mode === 'run' && strategy === 'command') {
+    const argv = parseMigrateCommand(s.LSB_MIGRATE_COMMAND ?? '')
+    logger.info('running migration command', { command: argv[0] })
+    await runMigrateCommand(argv, url, { timeoutSeconds: s.LSB_MIGRATE_TIMEOUT_SECONDS, signal })
+  }
+  const head = s.LSB_EXPECTED_SCHEMA_HEAD
+    ? await assertSchemaHead(url, s.LSB_EXPECTED_SCHEMA_HEAD)
+    : await currentSchemaHead(url)
+  logger.info('schema head', { head })
+  return { strategy, head }
+}
+
+export const handler = stateHandler('MigrateToHead', input, run)

@@ -1,0 +1,106 @@
+import { z } from 'zod'
+import { getSecret, loadSettings } from '#shared/config.ts'
+import { logger } from '#shared/logger.ts'
+import { backupIdFor, ENGINES } from '#shared/backupKeys.ts'
+import { redact } from '#shared/redact.ts'
+import { failureMessage, postToSlack, type SlackMessage, successMessage } from '#shared/slack.ts'
+import { stateHandler } from '#shared/stateHandler.ts'
+import { engineSchema } from '#shared/statePayloads.ts'
+
+const stateMachine = z.enum(['backup', 'restore'])
+
+const input = z.discriminatedUnion('outcome', [
+  z.object({
+    outcome: z.literal('failure'),
+    stateMachine,
+    failedState: z.string(),
+    /** What a Catch put in ResultPath: {Error, Cause}; Cause is often a JSON string from Lambda. */
+    failure: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).default({}),
+    executionId: z.string(),
+    startedAt: z.iso.datetime(),
+    /** The execution input ($$.Execution.Input): a restore names the backups it was asked for. */
+    request: z.unknown().optional(),
+  }),
+  z.object({
+    outcome: z.literal('success'),
+    stateMachine,
+    startedAt: z.iso.datetime(),
+    executionId: z.string(),
+    backups: z
+      .array(
+        z.object({
+          engine: engineSchema,
+          backupId: z.string(),
+          bytes: z.number(),
+          rows: z.number().nullable(),
+          objects: z.number(),
+        }),
+      )
+      .default([]),
+    pruned: z.number().optional(),
+  }),
+])
+
+type Input = z.output<typeof input>
+type Failure = Extract<Input, { outcome: 'failure' }>
+
+/** The backup ids a failure concerns: the one being written, or the ones a restore was asked for. */
+function backupIdsOf(event: Failure): Record<string, string> {
+  if (event.stateMachine === 'backup') return { backup: backupIdFor(event.startedAt) }
+  const request = (event.request ?? {}) as Record<string, unknown>
+  return Object.fromEntries(
+    ENGINES.flatMap((engine) => (typeof request[engine] === 'string' ? [[engine, request[engine] as string]] : [])),
+  )
+}
+
+/**
+ * Tells Slack: always on failure, on success only when LSB_NOTIFY_SUCCESS is on. On failure it
+ * returns the error and redacted cause for the Fail state, and a Slack outage does not hide them:
+ * the failure stays in the execution's status either way.
+ */
+export async function run(event: Input) {
+  const settings = loadSettings()
+  const region = settings.AWS_REGION
+  const executionArn = event.executionId.startsWith('arn:') ? event.executionId : undefined
+  if (event.outcome === 'success') {
+    if (!settings.LSB_NOTIFY_SUCCESS) return { sent: false, reason: 'success messages off' }
+    const message = successMessage({ ...event, finishedAt: new Date().toISOString(), executionArn, region })
+    return send(message, 'success')
+  }
+  const error = event.failure.Error ?? 'UnknownError'
+  const cause = causeText(event.failure.Cause ?? '')
+  const message = failureMessage({
+    stateMachine: event.stateMachine,
+    failedState: event.failedState,
+    error,
+    cause,
+    backupIds: backupIdsOf(event),
+    executionArn,
+    region,
+  })
+  return { ...(await send(message, 'failure').catch((e: Error) => ({ sent: false, reason: redact(e.message) }))), error, cause }
+}
+
+async function send(message: SlackMessage, outcome: string): Promise<{ sent: boolean; reason?: string }> {
+  const webhook = await getSecret('LSB_SLACK_WEBHOOK_URL')
+  if (!webhook) {
+    logger.warn('LSB_SLACK_WEBHOOK_URL is not set: notification not sent', { outcome, text: message.text })
+    return { sent: false, reason: 'no webhook configured' }
+  }
+  await postToSlack(webhook, message)
+  return { sent: true }
+}
+
+/** The readable part of a Step Functions Cause (a Lambda error is a JSON string), redacted and capped. */
+function causeText(cause: string): string {
+  let text = cause
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string }
+    if (typeof parsed.errorMessage === 'string') text = parsed.errorMessage
+  } catch {
+    // a plain string already
+  }
+  return redact(text).slice(0, 2000)
+}
+
+export const handler = stateHandler('Notify', input, run)

@@ -1,0 +1,30 @@
+import { z } from 'zod'
+import { loadSettings } from '#shared/config.ts'
+import { stateHandler } from '#shared/stateHandler.ts'
+import { executionFields } from '#shared/statePayloads.ts'
+
+const input = z.object({
+  engines: z
+    .array(z.enum(['postgres', 'clickhouse', 'all']))
+    .min(1, 'name at least one engine: ["postgres"], ["clickhouse"] or both'),
+  ...executionFields,
+})
+
+/** Validates the execution input and lays out the state the rest of the machine fills in. */
+export async function run({ engines, startedAt, executionId }: z.output<typeof input>) {
+  const all = engines.includes('all')
+  return {
+    engines: [
+      ...(all || engines.includes('postgres') ? ['postgres' as const] : []),
+      ...(all || engines.includes('clickhouse') ? ['clickhouse' as const] : []),
+    ],
+    postgres: all || engines.includes('postgres'),
+    clickhouse: all || engines.includes('clickhouse'),
+    startedAt,
+    executionId,
+    concurrency: loadSettings().LSB_MAP_CONCURRENCY,
+    results: { postgres: null, clickhouse: null },
+  }
+}
+
+export const handler = stateHandler('PlanBackup', input, run)

@@ -1,0 +1,113 @@
+import { z } from 'zod'
+import { resolveBackup } from '#shared/backupCatalog.ts'
+import { loadSettings } from '#shared/config.ts'
+import { ConfigError, UntrustedInputError } from '#shared/errors.ts'
+import type { Manifest } from '#shared/manifest.ts'
+import { stateHandler } from '#shared/stateHandler.ts'
+import { databaseNameSchema, executionFields } from '#shared/statePayloads.ts'
+
+const backupRef = z
+  .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}\.\d{3}Z$/, 'a backup id like 20261125T144226.123Z')])
+  .nullable()
+  .optional()
+
+export const restoreRequestSchema = z.strictObject({
+  postgres: backupRef,
+  clickhouse: backupRef,
+  /** Restore into other databases (a drill) instead of the configured ones. */
+  targets: z
+    .strictObject({ postgresDatabase: databaseNameSchema.optional(), clickhouseDatabase: databaseNameSchema.optional() })
+    .default({}),
+  /** "none" skips the migration (a drill into scratch databases must not run the app's migrations). */
+  migrate: z.enum(['default', 'none']).default('default'),
+})
+
+const input = z.object({ input: restoreRequestSchema, ...executionFields })
+
+const quiesceSchema = z.array(
+  z.strictObject({
+    cluster: z.string().min(1),
+    service: z.string().min(1),
+    desiredCount: z.number().int().min(0),
+  }),
+)
+
+function quiescePlan(raw: string | undefined) {
+  if (!raw) return { enabled: false, services: [] }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw)
+  } catch {
+    throw new ConfigError('LSB_QUIESCE_SERVICES is not JSON (expected [{"cluster":…,"service":…,"desiredCount":…}])')
+  }
+  const services = quiesceSchema.safeParse(parsed)
+  if (!services.success) throw new ConfigError(`LSB_QUIESCE_SERVICES: ${services.error.issues[0]?.message}`)
+  return { enabled: services.data.length > 0, services: services.data }
+}
+
+function migratePlan(requested: 'default' | 'none') {
+  const s = loadSettings()
+  const strategy = requested === 'none' ? 'none' : s.LSB_MIGRATE_STRATEGY
+  if (strategy === 'ecs' && !(s.LSB_MIGRATE_ECS_CLUSTER && s.LSB_MIGRATE_ECS_TASK_DEFINITION)) {
+    throw new ConfigError('LSB_MIGRATE_STRATEGY=ecs needs LSB_MIGRATE_ECS_CLUSTER and LSB_MIGRATE_ECS_TASK_DEFINITION')
+  }
+  if (strategy === 'lambda' && !s.LSB_MIGRATE_FUNCTION) {
+    throw new ConfigError('LSB_MIGRATE_STRATEGY=lambda needs LSB_MIGRATE_FUNCTION')
+  }
+  if (strategy === 'command' && !s.LSB_MIGRATE_COMMAND) {
+    throw new ConfigError('LSB_MIGRATE_STRATEGY=command needs LSB_MIGRATE_COMMAND (a JSON argv array)')
+  }
+  return {
+    strategy,
+    ecs: {
+      cluster: s.LSB_MIGRATE_ECS_CLUSTER ?? '',
+      taskDefinition: s.LSB_MIGRATE_ECS_TASK_DEFINITION ?? '',
+      container: s.LSB_MIGRATE_ECS_CONTAINER,
+      subnets: s.LSB_MIGRATE_ECS_SUBNETS,
+      securityGroups: s.LSB_MIGRATE_ECS_SECURITY_GROUPS,
+      command: ['uv', 'run', 'alembic', 'upgrade', 'head'],
+    },
+    functionName: s.LSB_MIGRATE_FUNCTION ?? '',
+  }
+}
+
+function verifyList(manifest: Manifest | null) {
+  return manifest
+    ? {
+        engine: manifest.engine,
+        backupId: manifest.backupId,
+        objects: manifest.objects.map(({ key, sha256, bytes }) => ({ key, sha256, bytes })),
+      }
+    : null
+}
+
+/**
+ * Turns the request into a plan: each named backup resolved (`latest` = newest complete) and its
+ * manifest validated, before anything else happens.
+ */
+export async function run({ input: request, startedAt, executionId }: z.output<typeof input>) {
+  if (!request.postgres && !request.clickhouse) {
+    throw new UntrustedInputError('name at least one backup: {"postgres": "<id>|latest", "clickhouse": "<id>|latest"}')
+  }
+  const s = loadSettings()
+  const [pg, ch] = await Promise.all([
+    request.postgres ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'postgres', request.postgres) : null,
+    request.clickhouse ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'clickhouse', request.clickhouse) : null,
+  ])
+  const migrate = migratePlan(request.migrate)
+  return {
+    startedAt,
+    executionId,
+    concurrency: s.LSB_MAP_CONCURRENCY,
+    wantPostgres: pg !== null,
+    wantClickHouse: ch !== null,
+    postgres: pg && { backupId: pg.backupId, targetDatabase: request.targets.postgresDatabase ?? null },
+    clickhouse: ch && { backupId: ch.backupId, targetDatabase: request.targets.clickhouseDatabase ?? null },
+    backups: [verifyList(pg), verifyList(ch)],
+    quiesce: quiescePlan(process.env.LSB_QUIESCE_SERVICES),
+    migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
+    checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD),
+  }
+}
+
+export const handler = stateHandler('ResolveBackup', input, run)

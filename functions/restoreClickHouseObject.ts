@@ -1,0 +1,35 @@
+import { z } from 'zod'
+import { connectClickHouse } from '#shared/clickhouse/connection.ts'
+import { restoreClickHouseObject } from '#shared/clickhouse/restore.ts'
+import { loadSettings, requireSecret } from '#shared/config.ts'
+import { logger } from '#shared/logger.ts'
+import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+import { databaseNameSchema } from '#shared/statePayloads.ts'
+
+const input = z.object({
+  stagingDatabase: z.string().min(1),
+  item: z.object({
+    table: z.string().min(1),
+    stagingTable: z.string().min(1),
+    key: z.string().min(1),
+    sha256: z.string(),
+    bytes: z.number().int().nonnegative(),
+    rows: z.number().int().nonnegative().nullable(),
+    compression: z.enum(['none', 'gzip']),
+  }),
+})
+
+/** One Map item of RestoreClickHouse: one stored object streamed into its staging table. */
+export async function run({ stagingDatabase, item }: z.output<typeof input>, { signal }: StateContext) {
+  const s = loadSettings()
+  databaseNameSchema.parse(stagingDatabase.replace(/__lsb_restore$/, ''))
+  logger.appendKeys({ engine: 'clickhouse', table: item.table })
+  const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))
+  try {
+    return await restoreClickHouseObject(conn, { stagingDatabase, item, bucket: s.LSB_BUCKET, signal })
+  } finally {
+    await conn.close()
+  }
+}
+
+export const handler = stateHandler('RestoreClickHouseObject', input, run)

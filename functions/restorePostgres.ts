@@ -1,0 +1,32 @@
+import { z } from 'zod'
+import { readManifest } from '#shared/backupCatalog.ts'
+import { loadSettings, requireSecret } from '#shared/config.ts'
+import { logger } from '#shared/logger.ts'
+import { restorePostgresFromS3 } from '#shared/postgres.ts'
+import { withDatabase } from '#shared/databaseUrl.ts'
+import { progressReporter } from '#shared/progress.ts'
+import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+import { backupIdSchema, databaseNameSchema } from '#shared/statePayloads.ts'
+
+const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameSchema.nullable() })
+
+/** pg_restore into a fresh database, swapped in place of the target only once it succeeded. */
+export async function run({ backupId, targetDatabase }: z.output<typeof input>, { signal }: StateContext) {
+  const s = loadSettings()
+  logger.appendKeys({ engine: 'postgres', backupId })
+  const manifest = await readManifest(s.LSB_BUCKET, s.LSB_PREFIX, 'postgres', backupId)
+  const dump = manifest.objects[0]!
+  const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
+  const result = await restorePostgresFromS3({
+    url,
+    bucket: s.LSB_BUCKET,
+    key: dump.key,
+    binDir: s.LSB_PG_BIN_DIR,
+    signal,
+    onProgress: progressReporter('RestorePostgres', 'pg_restore', dump.bytes),
+  })
+  logger.info('postgres restored', { ...result })
+  return result
+}
+
+export const handler = stateHandler('RestorePostgres', input, run)

@@ -1,0 +1,38 @@
+import { z } from 'zod'
+import { backupIdFor, postgresDumpKey } from '#shared/backupKeys.ts'
+import { loadSettings, requireSecret } from '#shared/config.ts'
+import { logger } from '#shared/logger.ts'
+import { dumpPostgresToS3 } from '#shared/postgres.ts'
+import { progressReporter } from '#shared/progress.ts'
+import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+import type { EngineBackup } from '#shared/statePayloads.ts'
+
+const input = z.object({ startedAt: z.iso.datetime() })
+
+/** pg_dump --format=custom streamed into S3; the backup id is the execution's start time. */
+export async function run({ startedAt }: z.output<typeof input>, { signal }: StateContext): Promise<EngineBackup> {
+  const settings = loadSettings()
+  const backupId = backupIdFor(startedAt)
+  const key = postgresDumpKey(settings.LSB_PREFIX, backupId)
+  logger.appendKeys({ engine: 'postgres', backupId })
+  const dump = await dumpPostgresToS3({
+    url: await requireSecret('LSB_POSTGRES_URL'),
+    bucket: settings.LSB_BUCKET,
+    key,
+    compressLevel: settings.LSB_PG_COMPRESS,
+    binDir: settings.LSB_PG_BIN_DIR,
+    signal,
+    onProgress: progressReporter('SnapshotPostgres', 'pg_dump'),
+  })
+  logger.info('postgres dump stored', { key, bytes: dump.bytes })
+  return {
+    engine: 'postgres',
+    backupId,
+    startedAt,
+    source: { serverVersion: dump.serverVersion, database: dump.database, dumpToolVersion: dump.dumpToolVersion },
+    objects: [{ key, bytes: dump.bytes, sha256: dump.sha256, rows: null, table: null, compression: 'none' }],
+    tables: [],
+  }
+}
+
+export const handler = stateHandler('SnapshotPostgres', input, run)

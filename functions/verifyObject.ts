@@ -1,0 +1,23 @@
+import { z } from 'zod'
+import { loadSettings } from '#shared/config.ts'
+import { UntrustedInputError } from '#shared/errors.ts'
+import { verifyObjectChecksum } from '#shared/objectStore.ts'
+import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+
+const input = z.object({
+  key: z.string().min(1),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+})
+
+/** Re-reads one stored object and compares it with the sha256 and size recorded when it was written. */
+export async function run({ key, sha256, bytes }: z.output<typeof input>, { signal }: StateContext) {
+  const { LSB_BUCKET: bucket, LSB_PREFIX: prefix } = loadSettings()
+  if (!key.startsWith(`${prefix}/`) || key.split('/').includes('..')) {
+    throw new UntrustedInputError(`object key ${JSON.stringify(key)} is outside ${prefix}/`)
+  }
+  await verifyObjectChecksum(bucket, key, { sha256, bytes }, signal)
+  return { key, verified: true }
+}
+
+export const handler = stateHandler('VerifyObject', input, run)

@@ -1,0 +1,189 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { listBackups, readManifest, writeManifest } from '#shared/backupCatalog.ts'
+import { backupIdFor } from '#shared/backupKeys.ts'
+import { type ClickHouseConnection, connectClickHouse } from '#shared/clickhouse/connection.ts'
+import { logger } from '#shared/logger.ts'
+import { listObjects, putBytes, verifyObjectChecksum } from '#shared/objectStore.ts'
+import { LocalExecutionFailed, runStateMachine } from '../../local/runStateMachine.ts'
+import { seedClickHouse, seedPostgres } from '../../local/sampleData.ts'
+import { createPostgresDatabase, uniquePrefix, useEnv } from '../support/env.ts'
+import { startSlackSink } from '../support/slackSink.ts'
+import { corruptStoredObject } from '../support/storedObjects.ts'
+
+const bucket = process.env.LSB_BUCKET!
+let pgUrl: string
+let pgPassword: string
+let chdbUrl: string
+let ch: ClickHouseConnection
+let slack: Awaited<ReturnType<typeof startSlackSink>>
+
+beforeAll(async () => {
+  const db = await createPostgresDatabase('sm_backup')
+  pgUrl = db.url
+  pgPassword = decodeURIComponent(new URL(pgUrl).password)
+  await seedPostgres(pgUrl, 0.5)
+  chdbUrl = `chdb://${mkdtempSync(join(tmpdir(), 'lsb-chdb-'))}?database=langsight`
+  ch = await connectClickHouse(chdbUrl)
+  await seedClickHouse(ch, 'langsight', { scale: 0.1, flavor: 'modern' })
+  slack = await startSlackSink()
+})
+
+afterAll(async () => {
+  await ch?.close()
+  await slack?.close()
+})
+
+function configure(prefix: string, extra: Record<string, string | undefined> = {}) {
+  useEnv({
+    LSB_PREFIX: prefix,
+    LSB_POSTGRES_URL: pgUrl,
+    LSB_CLICKHOUSE_URL: chdbUrl,
+    LSB_SLACK_WEBHOOK_URL: slack.url,
+    LSB_NOTIFY_SUCCESS: 'false',
+    LSB_PG_BIN_DIR: undefined,
+    ...extra,
+  })
+  slack.messages.length = 0
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const keys = []
+  for await (const o of listObjects(bucket, `${prefix}/`)) keys.push(o.key)
+  return keys.sort()
+}
+
+describe('State machine: backup', () => {
+  it('backs up both engines, commits valid manifests whose objects re-hash to their recorded sha256', async () => {
+    // Prepare
+    const prefix = uniquePrefix('both')
+    configure(prefix, { LSB_NOTIFY_SUCCESS: 'true' })
+    // Act
+    const { output } = await runStateMachine('backup', { engines: ['all'] })
+    // Assess
+    const backups = (output as { backups: { engine: string; backupId: string; rows: number | null }[] }).backups
+    expect(backups.map((b) => b.engine)).toEqual(['postgres', 'clickhouse'])
+    for (const b of backups) {
+      const manifest = await readManifest(bucket, prefix, b.engine as 'postgres', b.backupId)
+      expect(manifest.objects.length).toBeGreaterThan(0)
+      for (const o of manifest.objects) await verifyObjectChecksum(bucket, o.key, o)
+    }
+    const chManifest = await readManifest(bucket, prefix, 'clickhouse', backups[1]!.backupId)
+    const spans = chManifest.objects.filter((o) => o.table === 'tool_call_spans')
+    const [count] = await ch.query<{ n: string }>('SELECT count() AS n FROM langsight.tool_call_spans')
+    expect(spans.reduce((s, o) => s + (o.rows ?? 0), 0)).toBe(Number(count!.n))
+    expect(chManifest.tables.find((t) => t.name === 'daily_costs_mv')?.kind).toBe('materialized_view')
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.text).toMatch(/succeeded|completed|backup/i)
+  })
+
+  it('backs up only the engines the input names', async () => {
+    const prefix = uniquePrefix('pgonly')
+    configure(prefix)
+    const { output } = await runStateMachine('backup', { engines: ['postgres'] })
+    const backups = (output as { backups: { engine: string }[] }).backups
+    expect(backups.map((b) => b.engine)).toEqual(['postgres'])
+    expect((await keysUnder(prefix)).some((k) => k.includes('/clickhouse/'))).toBe(false)
+  })
+
+  it('refuses bad input with a clear error and a Slack message, writing nothing', async () => {
+    const prefix = uniquePrefix('badinput')
+    configure(prefix)
+    const run = runStateMachine('backup', { engines: ['mysql'] })
+    await expect(run).rejects.toBeInstanceOf(LocalExecutionFailed)
+    await expect(run).rejects.toThrow(/UntrustedInputError.*engines/)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.raw).toContain('PlanBackup')
+    expect(await keysUnder(prefix)).toEqual([])
+  })
+
+  it('fails at Checksum when a stored byte is corrupted before it is re-read: no manifest, Slack names the object', async () => {
+    const prefix = uniquePrefix('corrupt')
+    configure(prefix)
+    let corrupted = ''
+    const run = runStateMachine(
+      'backup',
+      { engines: ['postgres'] },
+      {
+        beforeTask: (state, input) => {
+          if (state === 'VerifyObject' && !corrupted) {
+            corrupted = (input as { key: string }).key
+            corruptStoredObject(corrupted)
+          }
+        },
+      },
+    )
+    await expect(run).rejects.toThrow(/ChecksumMismatchError/)
+    expect(corrupted).toMatch(/postgres\.dump$/)
+    expect((await keysUnder(prefix)).some((k) => k.endsWith('manifest.json'))).toBe(false)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.raw).toContain('Checksum')
+    expect(slack.messages[0]!.raw).toContain(corrupted)
+  })
+
+  it('fails SnapshotPostgres when the database is unreachable, never prunes, and no secret reaches Slack, logs or the error', async () => {
+    // Prepare: an old complete backup that retention would remove after a success
+    const prefix = uniquePrefix('unreachable')
+    const good = uniquePrefix('seed')
+    configure(good)
+    const { output } = await runStateMachine('backup', { engines: ['postgres'] })
+    const seeded = (output as { backups: { backupId: string }[] }).backups[0]!.backupId
+    const old = await readManifest(bucket, good, 'postgres', seeded)
+    const oldId = backupIdFor(new Date(Date.now() - 400 * 86400_000))
+    await writeManifest(bucket, {
+      ...old,
+      prefix,
+      backupId: oldId,
+      objects: old.objects.map((o) => ({ ...o, key: o.key.replace(`${good}/postgres/${seeded}/`, `${prefix}/postgres/${oldId}/`) })),
+    })
+    await putBytes(bucket, `${prefix}/postgres/${oldId}/postgres.dump`, 'x', 'application/octet-stream')
+    const badUrl = pgUrl.replace(/:(\d+)\//, ':1/')
+    configure(prefix, { LSB_POSTGRES_URL: badUrl, LSB_KEEP_LAST: '1', LSB_RETENTION_POSTGRES_DAYS: '1' })
+    const lines: string[] = []
+    const write = process.stdout.write.bind(process.stdout)
+    process.stdout.write = ((chunk: string) => {
+      lines.push(String(chunk))
+      return true
+    }) as typeof process.stdout.write
+    logger.setLogLevel('DEBUG')
+    // Act
+    const run = runStateMachine('backup', { engines: ['postgres'] })
+    const failure = await run.catch((e: LocalExecutionFailed) => e)
+    logger.setLogLevel('SILENT')
+    process.stdout.write = write
+    // Assess
+    expect(failure).toBeInstanceOf(LocalExecutionFailed)
+    expect(failure.message).toMatch(/127\.0\.0\.1:1/)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.raw).toContain('SnapshotPostgres')
+    const everything = [failure.message, ...slack.messages.map((m) => m.raw), ...lines].join('\n')
+    expect(lines.length).toBeGreaterThan(0)
+    expect(everything).not.toContain(pgPassword)
+    expect(everything).not.toContain(slack.url.split('/services/')[1])
+    // Prune never ran: the 400-day-old backup is still there
+    expect((await listBackups(bucket, prefix, 'postgres')).map((b) => b.backupId)).toContain(oldId)
+  })
+
+  it('prunes by retention after a success but keeps the newest complete backups', async () => {
+    const prefix = uniquePrefix('prune')
+    configure(prefix, { LSB_KEEP_LAST: '2', LSB_RETENTION_POSTGRES_DAYS: '30' })
+    const first = (await runStateMachine('backup', { engines: ['postgres'] })).output as { backups: { backupId: string }[] }
+    const template = await readManifest(bucket, prefix, 'postgres', first.backups[0]!.backupId)
+    // Three old complete backups and one abandoned incomplete one.
+    const oldIds = [90, 60, 45].map((days) => backupIdFor(new Date(Date.now() - days * 86400_000)))
+    for (const id of oldIds) {
+      const dir = `${prefix}/postgres/${id}/`
+      await putBytes(bucket, `${dir}postgres.dump`, 'old', 'application/octet-stream')
+      await writeManifest(bucket, { ...template, backupId: id, objects: [{ ...template.objects[0]!, key: `${dir}postgres.dump` }] })
+    }
+    const second = (await runStateMachine('backup', { engines: ['postgres'] })).output as {
+      pruned: { removed: { backupId: string }[] }[]
+    }
+    const left = (await listBackups(bucket, prefix, 'postgres')).map((b) => b.backupId)
+    expect(second.pruned[0]!.removed.map((r) => r.backupId).sort()).toEqual([...oldIds].sort())
+    expect(left).toHaveLength(2)
+    expect(left).toContain(first.backups[0]!.backupId)
+  })
+})
