@@ -14,11 +14,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs'
+import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import S3rver from 's3rver'
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -208,24 +208,31 @@ export interface S3Server {
   stop(): Promise<void>
 }
 
-/** An S3 API endpoint on loopback (s3rver) with one bucket. */
+/**
+ * An S3 API endpoint on loopback (s3rver) with one bucket, in a process of its own: it gets its own
+ * core, and it needs OpenSSL's legacy provider (its listing continuation tokens use DES, which
+ * OpenSSL 3 refuses: without it any listing past 1000 keys fails with InternalError).
+ */
 export async function startS3(bucket = 'langsight-backup-test'): Promise<S3Server> {
   const directory = mkdtempSync(join(tmpdir(), 'lsb-s3-'))
   const port = await freePort()
-  const server = new S3rver({
-    port,
-    address: '127.0.0.1',
-    directory,
-    silent: true,
-    configureBuckets: [{ name: bucket, configs: [] }],
-  })
-  await server.run()
+  const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js')
+  const child = spawn(
+    process.execPath,
+    ['--openssl-legacy-provider', bin, '-d', directory, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket],
+    { stdio: 'ignore' },
+  )
+  const endpoint = `http://127.0.0.1:${port}`
+  await waitFor('s3rver', async () => (await fetch(`${endpoint}/${bucket}?max-keys=1`)).ok)
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint,
     bucket,
     directory,
     stop: async () => {
-      await server.close()
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        await new Promise((r) => child.once('exit', r))
+      }
       rmSync(directory, { recursive: true, force: true })
     },
   }
