@@ -37,7 +37,14 @@ export async function run({ backups, executionId }: z.output<typeof input>) {
       : backup.objects.reduce((sum, o) => sum + (o.rows ?? 0), 0)
     const bytes = backup.objects.reduce((sum, o) => sum + o.bytes, 0)
     logger.info('backup committed', { engine: backup.engine, backupId: backup.backupId, key, bytes })
-    committed.push({ engine: backup.engine, backupId: backup.backupId, manifestKey: key, bytes, rows, objects: backup.objects.length })
+    committed.push({
+      engine: backup.engine,
+      backupId: backup.backupId,
+      manifestKey: key,
+      bytes,
+      rows,
+      objects: backup.objects.length,
+    })
   }
   return committed
 }

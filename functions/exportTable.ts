@@ -11,7 +11,10 @@ import { backupIdSchema, exportItemSchema } from '#shared/statePayloads.ts'
 const input = z.object({ backupId: backupIdSchema, item: exportItemSchema })
 
 /** One Map item of ExportTables: a table (or one part of a big table) as Native, gzip, to S3. */
-export async function run({ backupId, item }: z.output<typeof input>, { signal }: StateContext): Promise<StoredObject> {
+export async function run(
+  { backupId, item }: z.output<typeof input>,
+  { signal }: StateContext,
+): Promise<StoredObject> {
   const settings = loadSettings()
   logger.appendKeys({ engine: 'clickhouse', backupId, table: item.table, part: item.part })
   const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))

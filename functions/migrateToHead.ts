@@ -2,7 +2,12 @@ import { z } from 'zod'
 import { loadSettings, requireSecret } from '#shared/config.ts'
 import { withDatabase } from '#shared/databaseUrl.ts'
 import { logger } from '#shared/logger.ts'
-import { assertSchemaHead, currentSchemaHead, parseMigrateCommand, runMigrateCommand } from '#shared/migrate.ts'
+import {
+  assertSchemaHead,
+  currentSchemaHead,
+  parseMigrateCommand,
+  runMigrateCommand,
+} from '#shared/migrate.ts'
 import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
 import { databaseNameSchema } from '#shared/statePayloads.ts'
 
@@ -14,7 +19,10 @@ const input = z.object({
 })
 
 /** Brings the restored schema to the application's head (`alembic upgrade head`) and checks it. */
-export async function run({ mode, strategy, targetDatabase }: z.output<typeof input>, { signal }: StateContext) {
+export async function run(
+  { mode, strategy, targetDatabase }: z.output<typeof input>,
+  { signal }: StateContext,
+) {
   const s = loadSettings()
   const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
   if (mode === 'run' && strategy === 'command') {

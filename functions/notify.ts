@@ -1,9 +1,9 @@
 import { z } from 'zod'
+import { backupIdFor, ENGINES } from '#shared/backupKeys.ts'
 import { getSecret, loadSettings } from '#shared/config.ts'
 import { logger } from '#shared/logger.ts'
-import { backupIdFor, ENGINES } from '#shared/backupKeys.ts'
 import { redact } from '#shared/redact.ts'
-import { failureMessage, postToSlack, type SlackMessage, successMessage } from '#shared/slack.ts'
+import { causeSummary, failureMessage, postToSlack, type SlackMessage, successMessage } from '#shared/slack.ts'
 import { stateHandler } from '#shared/stateHandler.ts'
 import { engineSchema } from '#shared/statePayloads.ts'
 
@@ -49,7 +49,9 @@ function backupIdsOf(event: Failure): Record<string, string> {
   if (event.stateMachine === 'backup') return { backup: backupIdFor(event.startedAt) }
   const request = (event.request ?? {}) as Record<string, unknown>
   return Object.fromEntries(
-    ENGINES.flatMap((engine) => (typeof request[engine] === 'string' ? [[engine, request[engine] as string]] : [])),
+    ENGINES.flatMap((engine) =>
+      typeof request[engine] === 'string' ? [[engine, request[engine] as string]] : [],
+    ),
   )
 }
 
@@ -68,7 +70,7 @@ export async function run(event: Input) {
     return send(message, 'success')
   }
   const error = event.failure.Error ?? 'UnknownError'
-  const cause = causeText(event.failure.Cause ?? '')
+  const cause = causeSummary(event.failure.Cause ?? '')
   const message = failureMessage({
     stateMachine: event.stateMachine,
     failedState: event.failedState,
@@ -78,7 +80,11 @@ export async function run(event: Input) {
     executionArn,
     region,
   })
-  return { ...(await send(message, 'failure').catch((e: Error) => ({ sent: false, reason: redact(e.message) }))), error, cause }
+  return {
+    ...(await send(message, 'failure').catch((e: Error) => ({ sent: false, reason: redact(e.message) }))),
+    error,
+    cause,
+  }
 }
 
 async function send(message: SlackMessage, outcome: string): Promise<{ sent: boolean; reason?: string }> {
@@ -89,18 +95,6 @@ async function send(message: SlackMessage, outcome: string): Promise<{ sent: boo
   }
   await postToSlack(webhook, message)
   return { sent: true }
-}
-
-/** The readable part of a Step Functions Cause (a Lambda error is a JSON string), redacted and capped. */
-function causeText(cause: string): string {
-  let text = cause
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string }
-    if (typeof parsed.errorMessage === 'string') text = parsed.errorMessage
-  } catch {
-    // a plain string already
-  }
-  return redact(text).slice(0, 2000)
 }
 
 export const handler = stateHandler('Notify', input, run)

@@ -4,14 +4,17 @@ import { stateHandler } from '#shared/stateHandler.ts'
 import { executionFields } from '#shared/statePayloads.ts'
 
 const input = z.object({
-  engines: z
-    .array(z.enum(['postgres', 'clickhouse', 'all']))
-    .min(1, 'name at least one engine: ["postgres"], ["clickhouse"] or both'),
+  /** The execution input as the operator or the schedule gave it. */
+  input: z.object({
+    engines: z
+      .array(z.enum(['postgres', 'clickhouse', 'all']))
+      .min(1, 'name at least one engine: ["postgres"], ["clickhouse"] or both'),
+  }),
   ...executionFields,
 })
 
 /** Validates the execution input and lays out the state the rest of the machine fills in. */
-export async function run({ engines, startedAt, executionId }: z.output<typeof input>) {
+export async function run({ input: { engines }, startedAt, executionId }: z.output<typeof input>) {
   const all = engines.includes('all')
   return {
     engines: [

@@ -17,7 +17,10 @@ export async function run({ engines, dryRun }: z.output<typeof input>) {
       prefix: settings.LSB_PREFIX,
       engine,
       policy: {
-        maxAgeDays: engine === 'postgres' ? settings.LSB_RETENTION_POSTGRES_DAYS : settings.LSB_RETENTION_CLICKHOUSE_DAYS,
+        maxAgeDays:
+          engine === 'postgres'
+            ? settings.LSB_RETENTION_POSTGRES_DAYS
+            : settings.LSB_RETENTION_CLICKHOUSE_DAYS,
         keepLast: settings.LSB_KEEP_LAST,
         incompleteGraceHours: settings.LSB_INCOMPLETE_GRACE_HOURS,
         lockDays: settings.LSB_OBJECT_LOCK_DAYS || undefined,

@@ -7,7 +7,10 @@ import { stateHandler } from '#shared/stateHandler.ts'
 import { databaseNameSchema, executionFields } from '#shared/statePayloads.ts'
 
 const backupRef = z
-  .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}\.\d{3}Z$/, 'a backup id like 20261125T144226.123Z')])
+  .union([
+    z.literal('latest'),
+    z.string().regex(/^\d{8}T\d{6}\.\d{3}Z$/, 'a backup id like 20261125T144226.123Z'),
+  ])
   .nullable()
   .optional()
 
@@ -16,7 +19,10 @@ export const restoreRequestSchema = z.strictObject({
   clickhouse: backupRef,
   /** Restore into other databases (a drill) instead of the configured ones. */
   targets: z
-    .strictObject({ postgresDatabase: databaseNameSchema.optional(), clickhouseDatabase: databaseNameSchema.optional() })
+    .strictObject({
+      postgresDatabase: databaseNameSchema.optional(),
+      clickhouseDatabase: databaseNameSchema.optional(),
+    })
     .default({}),
   /** "none" skips the migration (a drill into scratch databases must not run the app's migrations). */
   migrate: z.enum(['default', 'none']).default('default'),
@@ -38,7 +44,9 @@ function quiescePlan(raw: string | undefined) {
   try {
     parsed = JSON.parse(raw)
   } catch {
-    throw new ConfigError('LSB_QUIESCE_SERVICES is not JSON (expected [{"cluster":…,"service":…,"desiredCount":…}])')
+    throw new ConfigError(
+      'LSB_QUIESCE_SERVICES is not JSON (expected [{"cluster":…,"service":…,"desiredCount":…}])',
+    )
   }
   const services = quiesceSchema.safeParse(parsed)
   if (!services.success) throw new ConfigError(`LSB_QUIESCE_SERVICES: ${services.error.issues[0]?.message}`)
@@ -49,7 +57,9 @@ function migratePlan(requested: 'default' | 'none') {
   const s = loadSettings()
   const strategy = requested === 'none' ? 'none' : s.LSB_MIGRATE_STRATEGY
   if (strategy === 'ecs' && !(s.LSB_MIGRATE_ECS_CLUSTER && s.LSB_MIGRATE_ECS_TASK_DEFINITION)) {
-    throw new ConfigError('LSB_MIGRATE_STRATEGY=ecs needs LSB_MIGRATE_ECS_CLUSTER and LSB_MIGRATE_ECS_TASK_DEFINITION')
+    throw new ConfigError(
+      'LSB_MIGRATE_STRATEGY=ecs needs LSB_MIGRATE_ECS_CLUSTER and LSB_MIGRATE_ECS_TASK_DEFINITION',
+    )
   }
   if (strategy === 'lambda' && !s.LSB_MIGRATE_FUNCTION) {
     throw new ConfigError('LSB_MIGRATE_STRATEGY=lambda needs LSB_MIGRATE_FUNCTION')
@@ -87,7 +97,9 @@ function verifyList(manifest: Manifest | null) {
  */
 export async function run({ input: request, startedAt, executionId }: z.output<typeof input>) {
   if (!request.postgres && !request.clickhouse) {
-    throw new UntrustedInputError('name at least one backup: {"postgres": "<id>|latest", "clickhouse": "<id>|latest"}')
+    throw new UntrustedInputError(
+      'name at least one backup: {"postgres": "<id>|latest", "clickhouse": "<id>|latest"}',
+    )
   }
   const s = loadSettings()
   const [pg, ch] = await Promise.all([

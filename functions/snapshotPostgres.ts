@@ -10,7 +10,10 @@ import type { EngineBackup } from '#shared/statePayloads.ts'
 const input = z.object({ startedAt: z.iso.datetime() })
 
 /** pg_dump --format=custom streamed into S3; the backup id is the execution's start time. */
-export async function run({ startedAt }: z.output<typeof input>, { signal }: StateContext): Promise<EngineBackup> {
+export async function run(
+  { startedAt }: z.output<typeof input>,
+  { signal }: StateContext,
+): Promise<EngineBackup> {
   const settings = loadSettings()
   const backupId = backupIdFor(startedAt)
   const key = postgresDumpKey(settings.LSB_PREFIX, backupId)
@@ -29,7 +32,11 @@ export async function run({ startedAt }: z.output<typeof input>, { signal }: Sta
     engine: 'postgres',
     backupId,
     startedAt,
-    source: { serverVersion: dump.serverVersion, database: dump.database, dumpToolVersion: dump.dumpToolVersion },
+    source: {
+      serverVersion: dump.serverVersion,
+      database: dump.database,
+      dumpToolVersion: dump.dumpToolVersion,
+    },
     objects: [{ key, bytes: dump.bytes, sha256: dump.sha256, rows: null, table: null, compression: 'none' }],
     tables: [],
   }

@@ -46,7 +46,9 @@ export function classifyError(error: unknown): Error {
 export function parseStateInput<S extends z.ZodType>(state: string, schema: S, input: unknown): z.output<S> {
   const parsed = schema.safeParse(input)
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`)
+      .join('; ')
     throw new UntrustedInputError(`${state}: invalid input: ${problems}`)
   }
   return parsed.data
@@ -64,6 +66,8 @@ export function stateHandler<S extends z.ZodType, Out>(
 ) {
   return middy<unknown, Out, Error, Context>({ timeoutEarlyInMillis: 10_000 })
     .before(async (request) => {
+      // Keys appended by an earlier invocation of a warm container must not leak into this one.
+      logger.resetKeys()
       logger.addContext(request.context)
       logger.appendKeys({ state })
     })

@@ -63,7 +63,8 @@ describe('State machine: backup', () => {
     // Act
     const { output } = await runStateMachine('backup', { engines: ['all'] })
     // Assess
-    const backups = (output as { backups: { engine: string; backupId: string; rows: number | null }[] }).backups
+    const backups = (output as { backups: { engine: string; backupId: string; rows: number | null }[] })
+      .backups
     expect(backups.map((b) => b.engine)).toEqual(['postgres', 'clickhouse'])
     for (const b of backups) {
       const manifest = await readManifest(bucket, prefix, b.engine as 'postgres', b.backupId)
@@ -136,23 +137,32 @@ describe('State machine: backup', () => {
       ...old,
       prefix,
       backupId: oldId,
-      objects: old.objects.map((o) => ({ ...o, key: o.key.replace(`${good}/postgres/${seeded}/`, `${prefix}/postgres/${oldId}/`) })),
+      objects: old.objects.map((o) => ({
+        ...o,
+        key: o.key.replace(`${good}/postgres/${seeded}/`, `${prefix}/postgres/${oldId}/`),
+      })),
     })
     await putBytes(bucket, `${prefix}/postgres/${oldId}/postgres.dump`, 'x', 'application/octet-stream')
     const badUrl = pgUrl.replace(/:(\d+)\//, ':1/')
     configure(prefix, { LSB_POSTGRES_URL: badUrl, LSB_KEEP_LAST: '1', LSB_RETENTION_POSTGRES_DAYS: '1' })
+    // Every log line, on either stream, is captured.
     const lines: string[] = []
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => {
-      lines.push(String(chunk))
-      return true
-    }) as typeof process.stdout.write
+    const streams = [process.stdout, process.stderr] as const
+    const writes = streams.map((s) => s.write)
+    for (const s of streams) {
+      s.write = ((chunk: string) => {
+        lines.push(String(chunk))
+        return true
+      }) as typeof s.write
+    }
     logger.setLogLevel('DEBUG')
     // Act
-    const run = runStateMachine('backup', { engines: ['postgres'] })
-    const failure = await run.catch((e: LocalExecutionFailed) => e)
+    const run = runStateMachine('backup', { engines: ['postgres'] }, { retryIntervalMs: 10 })
+    const failure = (await run.catch((e: LocalExecutionFailed) => e)) as LocalExecutionFailed
     logger.setLogLevel('SILENT')
-    process.stdout.write = write
+    streams.forEach((s, i) => {
+      s.write = writes[i]!
+    })
     // Assess
     expect(failure).toBeInstanceOf(LocalExecutionFailed)
     expect(failure.message).toMatch(/127\.0\.0\.1:1/)
@@ -169,14 +179,20 @@ describe('State machine: backup', () => {
   it('prunes by retention after a success but keeps the newest complete backups', async () => {
     const prefix = uniquePrefix('prune')
     configure(prefix, { LSB_KEEP_LAST: '2', LSB_RETENTION_POSTGRES_DAYS: '30' })
-    const first = (await runStateMachine('backup', { engines: ['postgres'] })).output as { backups: { backupId: string }[] }
+    const first = (await runStateMachine('backup', { engines: ['postgres'] })).output as {
+      backups: { backupId: string }[]
+    }
     const template = await readManifest(bucket, prefix, 'postgres', first.backups[0]!.backupId)
     // Three old complete backups and one abandoned incomplete one.
     const oldIds = [90, 60, 45].map((days) => backupIdFor(new Date(Date.now() - days * 86400_000)))
     for (const id of oldIds) {
       const dir = `${prefix}/postgres/${id}/`
       await putBytes(bucket, `${dir}postgres.dump`, 'old', 'application/octet-stream')
-      await writeManifest(bucket, { ...template, backupId: id, objects: [{ ...template.objects[0]!, key: `${dir}postgres.dump` }] })
+      await writeManifest(bucket, {
+        ...template,
+        backupId: id,
+        objects: [{ ...template.objects[0]!, key: `${dir}postgres.dump` }],
+      })
     }
     const second = (await runStateMachine('backup', { engines: ['postgres'] })).output as {
       pruned: { removed: { backupId: string }[] }[]

@@ -1,7 +1,11 @@
 import { createServer, type Server } from 'node:http'
 
 /** A real HTTP server standing in for Slack's incoming webhook: records every message it receives. */
-export async function startSlackSink(): Promise<{ url: string; messages: { text: string; raw: string }[]; close(): Promise<void> }> {
+export async function startSlackSink(): Promise<{
+  url: string
+  messages: { text: string; raw: string }[]
+  close(): Promise<void>
+}> {
   const messages: { text: string; raw: string }[] = []
   const server: Server = createServer((req, res) => {
     let body = ''

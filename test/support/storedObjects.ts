@@ -3,7 +3,9 @@ import { join } from 'node:path'
 import { inject } from 'vitest'
 
 function walk(dir: string): string[] {
-  return readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)]))
+  return readdirSync(dir).flatMap((n) =>
+    statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)],
+  )
 }
 
 /** The file in which s3rver keeps an object. */
