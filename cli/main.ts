@@ -66,14 +66,19 @@ export function buildProgram(): Command {
       const backups = (output as { backups: BackupSummary[] }).backups
       print(opts.json, Object.fromEntries(backups.map((b) => [b.engine, b.backupId])), () =>
         backups
-          .map((b) => `${b.engine} backup ${b.backupId}: ${b.objects} object(s), ${humanBytes(b.bytes)}${b.rows === null ? '' : `, ${b.rows} rows`}`)
+          .map(
+            (b) =>
+              `${b.engine} backup ${b.backupId}: ${b.objects} object(s), ${humanBytes(b.bytes)}${b.rows === null ? '' : `, ${b.rows} rows`}`,
+          )
           .join('\n'),
       )
     })
 
   program
     .command('restore')
-    .description('restore backups: --local runs the real restore state machine here, otherwise starts the deployed one')
+    .description(
+      'restore backups: --local runs the real restore state machine here, otherwise starts the deployed one',
+    )
     .option('--local', 'run the state machine locally')
     .option('--postgres <id>', 'Postgres backup id or "latest"')
     .option('--clickhouse <id>', 'ClickHouse backup id or "latest"')
@@ -82,7 +87,10 @@ export function buildProgram(): Command {
     .option('--no-migrate', 'do not run the schema migration')
     .option('--json', 'print the result as JSON')
     .option('--wait', 'AWS: follow the execution to its end')
-    .option('--state-machine-arn <arn>', 'AWS: the restore state machine (else LSB_RESTORE_STATE_MACHINE_ARN)')
+    .option(
+      '--state-machine-arn <arn>',
+      'AWS: the restore state machine (else LSB_RESTORE_STATE_MACHINE_ARN)',
+    )
     .action(async (opts) => {
       const input = {
         postgres: opts.postgres ?? null,
@@ -122,17 +130,28 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action(async (opts) => {
       const { LSB_BUCKET: bucket, LSB_PREFIX: prefix } = loadSettings()
-      const rows: { engine: Engine; backupId: string; complete: boolean; bytes: number; objects: number }[] = []
+      const rows: { engine: Engine; backupId: string; complete: boolean; bytes: number; objects: number }[] =
+        []
       for (const engine of engines(opts.engine)) {
         for (const b of await listBackups(bucket, prefix, engine)) {
-          if (b.complete || opts.all) rows.push({ engine, backupId: b.backupId, complete: b.complete, bytes: b.bytes, objects: b.keys.length })
+          if (b.complete || opts.all)
+            rows.push({
+              engine,
+              backupId: b.backupId,
+              complete: b.complete,
+              bytes: b.bytes,
+              objects: b.keys.length,
+            })
         }
       }
       print(opts.json, rows, () =>
         rows.length === 0
           ? `no backups under s3://${bucket}/${prefix}/`
           : rows
-              .map((r) => `${r.engine.padEnd(10)} ${r.backupId}  ${humanBytes(r.bytes).padStart(10)}  ${r.objects} object(s)${r.complete ? '' : '  INCOMPLETE'}`)
+              .map(
+                (r) =>
+                  `${r.engine.padEnd(10)} ${r.backupId}  ${humanBytes(r.bytes).padStart(10)}  ${r.objects} object(s)${r.complete ? '' : '  INCOMPLETE'}`,
+              )
               .join('\n'),
       )
     })
@@ -153,14 +172,24 @@ export function buildProgram(): Command {
         if (!manifest) continue
         let done = 0
         for (const object of manifest.objects) {
-          process.stderr.write(`  ${engine} ${++done}/${manifest.objects.length} ${object.key} (${humanBytes(object.bytes)})\n`)
+          process.stderr.write(
+            `  ${engine} ${++done}/${manifest.objects.length} ${object.key} (${humanBytes(object.bytes)})\n`,
+          )
           await verifyObjectChecksum(bucket, object.key, object)
         }
-        results.push({ engine, backupId, objects: manifest.objects.length, bytes: manifest.objects.reduce((s, o) => s + o.bytes, 0) })
+        results.push({
+          engine,
+          backupId,
+          objects: manifest.objects.length,
+          bytes: manifest.objects.reduce((s, o) => s + o.bytes, 0),
+        })
       }
-      if (results.length === 0) throw new BackupNotFoundError(`no backup ${backupId} under s3://${bucket}/${prefix}/`)
+      if (results.length === 0)
+        throw new BackupNotFoundError(`no backup ${backupId} under s3://${bucket}/${prefix}/`)
       print(opts.json, { verified: results }, () =>
-        results.map((r) => `${r.engine} ${r.backupId}: ${r.objects} object(s), ${humanBytes(r.bytes)} verified`).join('\n'),
+        results
+          .map((r) => `${r.engine} ${r.backupId}: ${r.objects} object(s), ${humanBytes(r.bytes)} verified`)
+          .join('\n'),
       )
     })
 

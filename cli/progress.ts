@@ -21,7 +21,8 @@ export function executionProgress(stream: NodeJS.WriteStream = process.stderr) {
       const elapsed = (name: string) => ((Date.now() - (started.get(name) ?? Date.now())) / 1000).toFixed(1)
       switch (event.type) {
         case 'StateEntered':
-          if (event.state.type === 'Choice' || event.state.type === 'Pass' || event.index !== undefined) return
+          if (event.state.type === 'Choice' || event.state.type === 'Pass' || event.index !== undefined)
+            return
           started.set(event.state.name, Date.now())
           if (event.state.type === 'Map') mapDone.set(event.state.name, 0)
           line(`→ ${event.state.name}`)

@@ -16,11 +16,13 @@ const input = z.object({
   mode: z.enum(['run', 'check']),
   strategy: z.enum(['none', 'command', 'lambda', 'ecs']),
   targetDatabase: databaseNameSchema.nullable(),
+  /** Compare with LSB_EXPECTED_SCHEMA_HEAD (off for a drill that skips the migration). */
+  check: z.boolean(),
 })
 
 /** Brings the restored schema to the application's head (`alembic upgrade head`) and checks it. */
 export async function run(
-  { mode, strategy, targetDatabase }: z.output<typeof input>,
+  { mode, strategy, targetDatabase, check }: z.output<typeof input>,
   { signal }: StateContext,
 ) {
   const s = loadSettings()
@@ -30,9 +32,10 @@ export async function run(
     logger.info('running migration command', { command: argv[0] })
     await runMigrateCommand(argv, url, { timeoutSeconds: s.LSB_MIGRATE_TIMEOUT_SECONDS, signal })
   }
-  const head = s.LSB_EXPECTED_SCHEMA_HEAD
-    ? await assertSchemaHead(url, s.LSB_EXPECTED_SCHEMA_HEAD)
-    : await currentSchemaHead(url)
+  const head =
+    check && s.LSB_EXPECTED_SCHEMA_HEAD
+      ? await assertSchemaHead(url, s.LSB_EXPECTED_SCHEMA_HEAD)
+      : await currentSchemaHead(url)
   logger.info('schema head', { head })
   return { strategy, head }
 }

@@ -3,7 +3,13 @@ import { backupIdFor, ENGINES } from '#shared/backupKeys.ts'
 import { getSecret, loadSettings } from '#shared/config.ts'
 import { logger } from '#shared/logger.ts'
 import { redact } from '#shared/redact.ts'
-import { causeSummary, failureMessage, postToSlack, type SlackMessage, successMessage } from '#shared/slack.ts'
+import {
+  causeSummary,
+  failureMessage,
+  postToSlack,
+  type SlackMessage,
+  successMessage,
+} from '#shared/slack.ts'
 import { stateHandler } from '#shared/stateHandler.ts'
 import { engineSchema } from '#shared/statePayloads.ts'
 

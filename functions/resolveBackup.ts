@@ -118,7 +118,8 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     backups: [verifyList(pg), verifyList(ch)],
     quiesce: quiescePlan(process.env.LSB_QUIESCE_SERVICES),
     migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
-    checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD),
+    // A drill (migrate: none) restores an old schema on purpose: its head is not checked either.
+    checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none',
   }
 }
 

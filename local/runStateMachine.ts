@@ -27,7 +27,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export type MachineName = 'backup' | 'restore'
 type Json = Parameters<StateMachine['run']>[0]
 /** An execution event (the library declares the type but does not export it). */
-export type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never
+export type EventLog =
+  ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never
 type TaskHandler = (input: Json) => Promise<Json>
 
 export interface LocalRunOptions {
@@ -159,8 +160,17 @@ export async function runStateMachine(
   const execution = stateMachine.run(input as Json, {
     overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides },
     context: {
-      Execution: { Id: executionArn, Name: name, StartTime: new Date().toISOString(), Input: input as Json, RoleArn: 'local' },
-      StateMachine: { Id: `arn:aws:states:local:000000000000:stateMachine:langsight-${machine}`, Name: `langsight-${machine}` },
+      Execution: {
+        Id: executionArn,
+        Name: name,
+        StartTime: new Date().toISOString(),
+        Input: input as Json,
+        RoleArn: 'local',
+      },
+      StateMachine: {
+        Id: `arn:aws:states:local:000000000000:stateMachine:langsight-${machine}`,
+        Name: `langsight-${machine}`,
+      },
     },
   })
   options.signal?.addEventListener('abort', () => execution.abort(), { once: true })
@@ -176,7 +186,11 @@ export async function runStateMachine(
     await events.catch(() => {})
     if (error instanceof ExecutionError) {
       const cause = error.cause as { name?: string; message?: string } | undefined
-      throw new LocalExecutionFailed(cause?.name ?? 'ExecutionFailed', cause?.message ?? error.message, executionArn)
+      throw new LocalExecutionFailed(
+        cause?.name ?? 'ExecutionFailed',
+        cause?.message ?? error.message,
+        executionArn,
+      )
     }
     throw error
   }

@@ -161,7 +161,9 @@ export async function seedClickHouse(
   await conn.command(`CREATE TABLE ${db}.mcp_schema_snapshots (
       server_name String, tool_name String, captured_at DateTime, description String, schema_hash FixedString(16)
     ) ENGINE = MergeTree() ORDER BY (server_name, tool_name, captured_at)`)
-  await conn.command(`CREATE TABLE ${db}.drift_alerts (server_name String, raised_at DateTime) ENGINE = MergeTree() ORDER BY raised_at`)
+  await conn.command(
+    `CREATE TABLE ${db}.drift_alerts (server_name String, raised_at DateTime) ENGINE = MergeTree() ORDER BY raised_at`,
+  )
   await conn.command(`CREATE TABLE ${db}.daily_costs (
       day Date, project_id UInt32, spans UInt64, cost_usd Float64
     ) ENGINE = SummingMergeTree() ORDER BY (day, project_id)`)
@@ -198,7 +200,10 @@ export async function seedClickHouse(
 }
 
 /** Per table: row count and an order-independent hash of every row. */
-export async function clickhouseContentHash(conn: ClickHouseConnection, database: string): Promise<Record<string, string>> {
+export async function clickhouseContentHash(
+  conn: ClickHouseConnection,
+  database: string,
+): Promise<Record<string, string>> {
   const tables = await conn.query<{ name: string }>(
     `SELECT name FROM system.tables WHERE database = {db:String} AND engine NOT IN ('View', 'MaterializedView') AND NOT startsWith(name, '.inner') ORDER BY name`,
     { db: database },

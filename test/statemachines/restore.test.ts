@@ -57,7 +57,7 @@ function configure(extra: Record<string, string | undefined> = {}) {
 async function wreck() {
   await sql(
     pgUrl,
-    "DELETE FROM slo_definitions; DROP TABLE alert_configs; UPDATE users SET email = email || '.x' WHERE id < 50",
+    "DELETE FROM slo_definitions; DROP TABLE IF EXISTS alert_configs; UPDATE users SET email = email || '.x' WHERE id < 50",
   )
   await ch.command('TRUNCATE TABLE langsight.tool_call_spans')
   await ch.command(
