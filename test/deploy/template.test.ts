@@ -1,0 +1,686 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders, not JavaScript templates
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join, relative, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { beforeAll, describe, expect, it } from 'vitest'
+
+/**
+ * The AWS deployment, checked offline: `npm run package` (once, or reused when .serverless is newer
+ * than every source) and assertions on the CloudFormation it produces and the zips it builds.
+ */
+const repo = resolve(import.meta.dirname, '../..')
+const out = join(repo, '.serverless')
+const templateFile = join(out, 'cloudformation-template-update-stack.json')
+const PACKAGE_TIMEOUT_MS = 8 * 60_000
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+type Obj = { [key: string]: Json }
+interface Resource {
+  Type: string
+  Properties: Obj
+  DeletionPolicy?: string
+  Condition?: string
+}
+interface Template {
+  Conditions: Record<string, Json>
+  Resources: Record<string, Resource>
+  Outputs: Record<string, { Value: Json }>
+}
+interface Statement {
+  Effect: string
+  Action: string | string[]
+  Resource?: Json
+  Condition?: Obj
+}
+
+const require = createRequire(import.meta.url)
+const aslValidator = require('asl-validator') as (definition: unknown) => {
+  isValid: boolean
+  errors: { message: string }[]
+}
+
+/** Newest modification time below a path (files only). */
+function newest(path: string): number {
+  if (!existsSync(path)) return 0
+  const stat = statSync(path)
+  if (!stat.isDirectory()) return stat.mtimeMs
+  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))))
+}
+
+/** Runs `npm run package` unless .serverless is newer than everything that goes into it. */
+async function ensurePackaged(): Promise<void> {
+  const sources = [
+    'serverless.yml',
+    'package.json',
+    'statemachines',
+    'functions',
+    'shared',
+    'scripts',
+    'layer/build',
+  ]
+  const built = existsSync(templateFile) ? statSync(templateFile).mtimeMs : 0
+  if (built > Math.max(...sources.map((s) => newest(join(repo, s))))) return
+  // Serverless v3 can hang after a failed esbuild run: the timeout turns that into a failure.
+  const child = spawn('bash', ['scripts/package.sh'], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  let log = ''
+  child.stdout.on('data', (d) => (log += d))
+  child.stderr.on('data', (d) => (log += d))
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), PACKAGE_TIMEOUT_MS)
+  const code = await new Promise<number | null>((done) => child.on('close', done))
+  clearTimeout(timer)
+  if (code !== 0) throw new Error(`npm run package failed (${code}):\n${log.slice(-4000)}`)
+}
+
+// ── CloudFormation helpers ────────────────────────────────────────────────────────────────────
+
+/** Evaluates the template's Conditions for the parameters it was packaged with (they are literals). */
+function conditionValue(template: Template, name: string): boolean {
+  const evaluate = (node: Json): boolean => {
+    const o = node as Obj
+    if ('Fn::Not' in o) return !evaluate((o['Fn::Not'] as Json[])[0]!)
+    if ('Fn::And' in o) return (o['Fn::And'] as Json[]).every(evaluate)
+    if ('Fn::Or' in o) return (o['Fn::Or'] as Json[]).some(evaluate)
+    if ('Fn::Equals' in o) {
+      const [a, b] = o['Fn::Equals'] as Json[]
+      return JSON.stringify(a) === JSON.stringify(b)
+    }
+    if ('Condition' in o) return conditionValue(template, o.Condition as string)
+    throw new Error(`cannot evaluate condition ${JSON.stringify(node)}`)
+  }
+  return evaluate(template.Conditions[name]!)
+}
+
+const NO_VALUE = Symbol('AWS::NoValue')
+
+/**
+ * Resolves Fn::If as CloudFormation would. `branch` 'deployed' follows the packaged parameters;
+ * 'configured' takes every true branch (what the stack grants once the option is configured).
+ */
+function resolveIfs(
+  template: Template,
+  node: Json,
+  branch: 'deployed' | 'configured',
+): Json | typeof NO_VALUE {
+  if (Array.isArray(node)) {
+    return node.map((n) => resolveIfs(template, n, branch)).filter((n) => n !== NO_VALUE) as Json[]
+  }
+  if (node && typeof node === 'object') {
+    if ('Fn::If' in node) {
+      const [cond, yes, no] = node['Fn::If'] as [string, Json, Json]
+      const pick = branch === 'configured' || conditionValue(template, cond) ? yes : no
+      return resolveIfs(template, pick, branch)
+    }
+    if ((node as Obj).Ref === 'AWS::NoValue') return NO_VALUE
+    const outObj: Obj = {}
+    for (const [k, v] of Object.entries(node)) {
+      const r = resolveIfs(template, v, branch)
+      if (r !== NO_VALUE) outObj[k] = r
+    }
+    return outObj
+  }
+  return node
+}
+
+const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action])
+const resourcesOf = (s: Statement): Json[] =>
+  s.Resource === undefined ? [] : Array.isArray(s.Resource) ? s.Resource : [s.Resource]
+/** A resource as text, intrinsic functions included, for matching ARNs and patterns. */
+const show = (r: Json) => (typeof r === 'string' ? r : JSON.stringify(r))
+
+/** Every Allow statement of a role (inline policies and the managed policies it attaches). */
+function roleStatements(template: Template, roleId: string, branch: 'deployed' | 'configured'): Statement[] {
+  const role = resolveIfs(template, template.Resources[roleId]!.Properties as Json, branch) as Obj
+  const inline = ((role.Policies ?? []) as Obj[]).flatMap(
+    (p) => ((p.PolicyDocument as Obj).Statement ?? []) as unknown as Statement[],
+  )
+  const managed = ((role.ManagedPolicyArns ?? []) as Obj[]).flatMap((ref) => {
+    const policy = template.Resources[(ref as { Ref: string }).Ref]
+    if (!policy) return []
+    const doc = resolveIfs(template, policy.Properties.PolicyDocument!, branch) as Obj
+    return doc.Statement as unknown as Statement[]
+  })
+  return [...inline, ...managed].filter((s) => s.Effect === 'Allow')
+}
+
+/** The state machine definition with Serverless' Fn::Sub placeholders put back as their values. */
+function definitionOf(template: Template, logicalId: string): { states: Obj; refs: Record<string, Json> } {
+  const sub = template.Resources[logicalId]!.Properties.DefinitionString as Obj
+  const [text, refs] = sub['Fn::Sub'] as [string, Record<string, Json>]
+  return { states: JSON.parse(text) as Obj, refs }
+}
+
+interface TaskState {
+  name: string
+  resource: Json
+}
+
+/** Every Task state, inside Map (ItemProcessor/Iterator) and Parallel branches too. */
+function taskStates(definition: Obj, refs: Record<string, Json> = {}): TaskState[] {
+  const found: TaskState[] = []
+  const walk = (states: Obj) => {
+    for (const [name, s] of Object.entries(states)) {
+      const state = s as Obj
+      if (state.Type === 'Task') {
+        const raw = state.Resource as string
+        const placeholder = typeof raw === 'string' ? /^\$\{(\w+)\}$/.exec(raw) : null
+        found.push({ name, resource: placeholder ? refs[placeholder[1]!]! : raw })
+      }
+      for (const key of ['ItemProcessor', 'Iterator']) if (state[key]) walk((state[key] as Obj).States as Obj)
+      for (const branch of (state.Branches ?? []) as Obj[]) walk(branch.States as Obj)
+    }
+  }
+  walk(definition.States as Obj)
+  return found
+}
+
+function functionsByKey(template: Template): Map<string, { logicalId: string; resource: Resource }> {
+  const byKey = new Map<string, { logicalId: string; resource: Resource }>()
+  for (const [logicalId, resource] of Object.entries(template.Resources)) {
+    if (resource.Type !== 'AWS::Lambda::Function') continue
+    const name = resource.Properties.FunctionName as string
+    byKey.set(name.replace(/^langsight-backup-[^-]+-/, ''), { logicalId, resource })
+  }
+  return byKey
+}
+
+const roleIdOf = (fn: Resource) => ((fn.Properties.Role as Obj)['Fn::GetAtt'] as string[])[0]!
+
+// ── Expectations ──────────────────────────────────────────────────────────────────────────────
+
+/** Native integrations the restore machine may use, and the actions its role needs for each. */
+const NATIVE_INTEGRATIONS: Record<string, string[]> = {
+  'arn:aws:states:::ecs:runTask.sync': [
+    'ecs:RunTask',
+    'ecs:StopTask',
+    'ecs:DescribeTasks',
+    'events:PutRule',
+    'iam:PassRole',
+  ],
+  'arn:aws:states:::aws-sdk:ecs:updateService': ['ecs:UpdateService'],
+  'arn:aws:states:::lambda:invoke': ['lambda:InvokeFunction'],
+}
+
+const SECRETS = ['LSB_POSTGRES_URL', 'LSB_CLICKHOUSE_URL', 'LSB_SLACK_WEBHOOK_URL'] as const
+
+/** Which functions read a secret, from their own source (`requireSecret('X')` / `getSecret('X')`). */
+function functionsReading(secret: string, keys: string[]): string[] {
+  return keys.filter((key) => {
+    const file = join(repo, 'functions', `${key}.ts`)
+    return (
+      existsSync(file) && new RegExp(`(require|get)Secret\\(\\s*'${secret}'`).test(readFileSync(file, 'utf8'))
+    )
+  })
+}
+
+/** Test-only or embedded-engine packages that must never reach a Lambda bundle. */
+const FORBIDDEN_IN_BUNDLES = [
+  'chdb',
+  'vitest',
+  's3rver',
+  'aws-sdk-client-mock',
+  '@vitest',
+  'esbuild',
+  'serverless',
+]
+const MAX_ZIP_BYTES = 10 * 1024 * 1024
+
+let template: Template
+let fns: Map<string, { logicalId: string; resource: Resource }>
+
+beforeAll(async () => {
+  await ensurePackaged()
+  template = JSON.parse(readFileSync(templateFile, 'utf8')) as Template
+  fns = functionsByKey(template)
+}, PACKAGE_TIMEOUT_MS + 60_000)
+
+describe('Function: serverless.yml state machines', () => {
+  it.each([
+    ['BackupStateMachine', 'backup'],
+    ['RestoreStateMachine', 'restore'],
+  ])(
+    '%s: every Task invokes a function of this stack or an allowed native integration its role grants',
+    (logicalId) => {
+      // Prepare
+      const { states, refs } = definitionOf(template, logicalId)
+      const roleId = (
+        (template.Resources[logicalId]!.Properties.RoleArn as Obj)['Fn::GetAtt'] as string[]
+      )[0]!
+      const granted = roleStatements(template, roleId, 'configured')
+      // Act
+      const tasks = taskStates(states, refs)
+      // Assess
+      expect(tasks.length).toBeGreaterThan(3)
+      for (const task of tasks) {
+        if (typeof task.resource === 'string') {
+          const needs = NATIVE_INTEGRATIONS[task.resource]
+          expect(needs, `${task.name}: ${task.resource} is not an allowed integration`).toBeDefined()
+          for (const action of needs!) {
+            const grant = granted.find((s) => actionsOf(s).includes(action))
+            expect(grant, `${task.name} needs ${action}`).toBeDefined()
+            expect(resourcesOf(grant!).map(show)).not.toContain('*')
+          }
+          continue
+        }
+        const [target, attribute] = (task.resource as Obj)['Fn::GetAtt'] as string[]
+        expect(attribute).toBe('Arn')
+        expect(template.Resources[target!]?.Type, `${task.name} → ${target}`).toBe('AWS::Lambda::Function')
+        const invoke = granted.filter((s) => actionsOf(s).includes('lambda:InvokeFunction'))
+        expect(invoke.flatMap(resourcesOf).map(show), `${task.name} may invoke ${target}`).toContain(
+          show(task.resource),
+        )
+      }
+    },
+  )
+
+  it.each(['backup', 'restore'])(
+    'statemachines/%s.asl.json passes asl-validator, as written and as deployed',
+    (name) => {
+      // Prepare: the file, and the same with each function reference as the ARN it becomes
+      const text = readFileSync(join(repo, 'statemachines', `${name}.asl.json`), 'utf8')
+      const deployed = text.replace(
+        /\{\s*"Fn::GetAtt"\s*:\s*\[\s*"(\w+)"\s*,\s*"Arn"\s*\]\s*\}/g,
+        '"arn:aws:lambda:us-east-1:123456789012:function:langsight-backup-dev-$1"',
+      )
+      // Act
+      const asWritten = aslValidator(JSON.parse(text))
+      const asDeployed = aslValidator(JSON.parse(deployed))
+      // Assess
+      expect(asWritten.errors).toEqual([])
+      expect(asDeployed.errors).toEqual([])
+      expect(asDeployed.isValid).toBe(true)
+    },
+  )
+
+  it('traces and logs both machines and alarms on failed and timed-out executions', () => {
+    for (const logicalId of ['BackupStateMachine', 'RestoreStateMachine']) {
+      // Prepare
+      const props = template.Resources[logicalId]!.Properties
+      const alarms = Object.values(template.Resources).filter(
+        (r) =>
+          r.Type === 'AWS::CloudWatch::Alarm' &&
+          JSON.stringify(r.Properties.Dimensions) ===
+            JSON.stringify([{ Name: 'StateMachineArn', Value: { Ref: logicalId } }]),
+      )
+      // Assess
+      expect(props.TracingConfiguration).toEqual({ Enabled: true })
+      const logging = props.LoggingConfiguration as Obj
+      expect(logging.Level).toBe('ERROR')
+      const groupId = (
+        ((logging.Destinations as Obj[])[0]!.CloudWatchLogsLogGroup as Obj).LogGroupArn as Obj
+      )['Fn::GetAtt'] as string[]
+      expect(template.Resources[groupId[0]!]!.Type).toBe('AWS::Logs::LogGroup')
+      expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
+        'ExecutionsFailed',
+        'ExecutionsTimedOut',
+      ])
+      for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([{ Ref: 'AlarmTopic' }])
+    }
+  })
+
+  it('schedules Postgres daily at 02:00 UTC and ClickHouse on Sundays at 03:00 UTC, each with its input', () => {
+    // Prepare
+    const rules = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Events::Rule')
+    // Act
+    const schedules = rules.map((r) => {
+      const target = (r.Properties.Targets as Obj[])[0]!
+      return {
+        cron: r.Properties.ScheduleExpression,
+        state: r.Properties.State,
+        input: JSON.parse(target.Input as string),
+        target: target.Arn,
+        roleId: ((target.RoleArn as Obj)['Fn::GetAtt'] as string[])[0]!,
+      }
+    })
+    // Assess
+    expect(schedules.map(({ roleId: _, ...s }) => s)).toEqual([
+      {
+        cron: 'cron(0 2 * * ? *)',
+        state: 'ENABLED',
+        input: { engines: ['postgres'] },
+        target: { Ref: 'BackupStateMachine' },
+      },
+      {
+        cron: 'cron(0 3 ? * SUN *)',
+        state: 'ENABLED',
+        input: { engines: ['clickhouse'] },
+        target: { Ref: 'BackupStateMachine' },
+      },
+    ])
+    for (const { roleId } of schedules) {
+      expect(roleStatements(template, roleId, 'deployed')).toEqual([
+        { Effect: 'Allow', Action: ['states:StartExecution'], Resource: { Ref: 'BackupStateMachine' } },
+      ])
+    }
+  })
+
+  it('outputs both state machine ARNs and the bucket name', () => {
+    expect(template.Outputs.BackupStateMachineArn?.Value).toEqual({ Ref: 'BackupStateMachine' })
+    expect(template.Outputs.RestoreStateMachineArn?.Value).toEqual({ Ref: 'RestoreStateMachine' })
+    expect(template.Outputs.BackupBucketName?.Value).toEqual({ Ref: 'BackupBucket' })
+  })
+})
+
+describe('Function: serverless.yml bucket', () => {
+  it('versions, encrypts, blocks public access, refuses plain HTTP and cleans up uploads and old versions', () => {
+    // Prepare
+    const bucket = template.Resources.BackupBucket!
+    const deployed = resolveIfs(template, bucket.Properties, 'deployed') as Obj
+    const policy = Object.values(template.Resources).find(
+      (r) => r.Type === 'AWS::S3::BucketPolicy' && (r.Properties.Bucket as Obj).Ref === 'BackupBucket',
+    )!
+    // Assess
+    expect(bucket.DeletionPolicy).toBe('Retain')
+    expect(deployed.VersioningConfiguration).toEqual({ Status: 'Enabled' })
+    expect(deployed.BucketEncryption).toEqual({
+      ServerSideEncryptionConfiguration: [
+        { BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+      ],
+    })
+    expect(deployed.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    })
+    const rules = (deployed.LifecycleConfiguration as Obj).Rules as Obj[]
+    expect(rules).toContainEqual(
+      expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
+    )
+    expect(rules).toContainEqual(
+      expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: '7' } }),
+    )
+    expect((policy.Properties.PolicyDocument as Obj).Statement).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 's3:*',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        Resource: [{ 'Fn::GetAtt': ['BackupBucket', 'Arn'] }, { 'Fn::Sub': '${BackupBucket.Arn}/*' }],
+      }),
+    )
+  })
+
+  it('offers SSE-KMS with a given key and Object Lock with a retention that Prune is told about', () => {
+    // Prepare: the branches a stage takes when bucketKmsKeyArn / objectLockMode are set
+    const configured = resolveIfs(template, template.Resources.BackupBucket!.Properties, 'configured') as Obj
+    const deployed = resolveIfs(template, template.Resources.BackupBucket!.Properties, 'deployed') as Obj
+    // Assess
+    const sse = ((configured.BucketEncryption as Obj).ServerSideEncryptionConfiguration as Obj[])[0]!
+    expect((sse.ServerSideEncryptionByDefault as Obj).SSEAlgorithm).toBe('aws:kms')
+    expect(configured.ObjectLockEnabled).toBe(true)
+    expect(configured.ObjectLockConfiguration).toMatchObject({
+      ObjectLockEnabled: 'Enabled',
+      Rule: { DefaultRetention: { Mode: expect.any(String), Days: expect.anything() } },
+    })
+    expect(deployed.ObjectLockConfiguration).toBeUndefined()
+    const prune = fns.get('prune')!.resource
+    expect((prune.Properties.Environment as Obj).Variables).toHaveProperty('LSB_OBJECT_LOCK_DAYS')
+  })
+})
+
+describe('Function: serverless.yml IAM', () => {
+  it('grants no "*" action and no "*" resource on S3, SSM or KMS, in any role', () => {
+    // Prepare
+    const roles = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::IAM::Role')
+    // Act
+    const statements = roles.flatMap(([id]) =>
+      roleStatements(template, id, 'configured').map((s) => ({ id, s })),
+    )
+    // Assess
+    expect(statements.length).toBeGreaterThan(20)
+    for (const { id, s } of statements) {
+      for (const action of actionsOf(s)) {
+        expect(action, id).not.toBe('*')
+        expect(action, id).not.toMatch(/:\*$/)
+        if (/^(s3|ssm|kms):/.test(action)) {
+          for (const resource of resourcesOf(s)) expect(show(resource), `${id} ${action}`).not.toBe('*')
+        }
+      }
+    }
+  })
+
+  it('gives each function its own role, and only Prune may delete', () => {
+    // Prepare
+    const roleIds = [...fns.values()].map(({ resource }) => roleIdOf(resource))
+    // Act
+    const deleters = [...fns].filter(([, { resource }]) =>
+      roleStatements(template, roleIdOf(resource), 'configured').some((s) =>
+        actionsOf(s).some((a) => /^s3:(Delete|PutLifecycle|PutBucket|BypassGovernance)/.test(a)),
+      ),
+    )
+    // Assess
+    expect(new Set(roleIds).size).toBe(fns.size)
+    expect(deleters.map(([key]) => key)).toEqual(['prune'])
+    const pruneDeletes = roleStatements(template, roleIdOf(fns.get('prune')!.resource), 'deployed').filter(
+      (s) => actionsOf(s).some((a) => a.startsWith('s3:Delete')),
+    )
+    expect(pruneDeletes.flatMap(actionsOf)).toEqual(['s3:DeleteObject'])
+    expect(pruneDeletes.flatMap(resourcesOf)).toEqual([
+      { 'Fn::Sub': '${BackupBucket.Arn}/langsight-backups/*' },
+    ])
+  })
+
+  it('lets writers write only below their own prefix, and readers list only the backup prefix', () => {
+    // Prepare
+    const s3Grants = (key: string) =>
+      roleStatements(template, roleIdOf(fns.get(key)!.resource), 'deployed')
+        .filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')))
+        .map((s) => ({ actions: actionsOf(s).sort(), resources: resourcesOf(s), condition: s.Condition }))
+    const put = (path: string) => ({
+      actions: ['s3:AbortMultipartUpload', 's3:PutObject'],
+      resources: [{ 'Fn::Sub': `\${BackupBucket.Arn}/langsight-backups/${path}` }],
+      condition: undefined,
+    })
+    const read = [
+      {
+        actions: ['s3:GetObject'],
+        resources: [{ 'Fn::Sub': '${BackupBucket.Arn}/langsight-backups/*' }],
+        condition: undefined,
+      },
+      {
+        actions: ['s3:ListBucket'],
+        resources: [{ 'Fn::GetAtt': ['BackupBucket', 'Arn'] }],
+        condition: { StringLike: { 's3:prefix': ['langsight-backups', 'langsight-backups/*'] } },
+      },
+    ]
+    // Assess
+    expect(s3Grants('snapshotPostgres')).toEqual([put('postgres/*')])
+    expect(s3Grants('exportTable')).toEqual([put('clickhouse/*')])
+    expect(s3Grants('commitManifest')).toEqual([
+      {
+        actions: ['s3:PutObject'],
+        resources: [{ 'Fn::Sub': '${BackupBucket.Arn}/langsight-backups/*/*/manifest.json' }],
+        condition: undefined,
+      },
+    ])
+    for (const reader of ['verifyObject', 'resolveBackup', 'restorePostgres', 'restoreClickHouseObject']) {
+      expect(s3Grants(reader), reader).toEqual(read)
+    }
+    for (const none of ['planBackup', 'listClickHouseTables', 'notify', 'migrateToHead']) {
+      expect(s3Grants(none), none).toEqual([])
+    }
+  })
+
+  it.each(SECRETS)(
+    'lets exactly the functions that read %s read its SSM parameter and decrypt only it',
+    (secret) => {
+      // Prepare
+      const keys = [...fns.keys()]
+      const readers = functionsReading(secret, keys)
+      const parameterName = (fns.get(readers[0]!)!.resource.Properties.Environment as Obj).Variables as Obj
+      const name = parameterName[`${secret}_SSM`] as string
+      const arn = {
+        'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter${name}`,
+      }
+      // Act
+      const granted = keys.filter((key) =>
+        roleStatements(template, roleIdOf(fns.get(key)!.resource), 'configured').some(
+          (s) => actionsOf(s).includes('ssm:GetParameter') && resourcesOf(s).map(show).includes(show(arn)),
+        ),
+      )
+      const told = keys.filter(
+        (key) => `${secret}_SSM` in ((fns.get(key)!.resource.Properties.Environment as Obj).Variables as Obj),
+      )
+      // Assess
+      expect(readers.length).toBeGreaterThan(0)
+      expect(name).toMatch(/^\/langsight-backup\/dev\//)
+      expect(granted.sort()).toEqual(readers.sort())
+      expect(told.sort()).toEqual(readers.sort())
+      for (const key of readers) {
+        const decrypt = roleStatements(template, roleIdOf(fns.get(key)!.resource), 'deployed').filter((s) =>
+          actionsOf(s).includes('kms:Decrypt'),
+        )
+        expect(decrypt.map((s) => s.Condition)).toContainEqual({
+          StringEquals: {
+            'kms:ViaService': { 'Fn::Sub': 'ssm.${AWS::Region}.amazonaws.com' },
+            'kms:EncryptionContext:PARAMETER_ARN': arn,
+          },
+        })
+        for (const s of decrypt) {
+          const context = (s.Condition?.StringEquals as Obj)?.['kms:EncryptionContext:PARAMETER_ARN']
+          expect(context, `${key} decrypts only parameters it reads`).toBeDefined()
+        }
+      }
+    },
+  )
+
+  it('grants the restore machine ECS and migration rights only when they are configured, scoped to them', () => {
+    // Prepare
+    const deployed = roleStatements(template, 'RestoreStateMachineRole', 'deployed').flatMap(actionsOf)
+    const configured = roleStatements(template, 'RestoreStateMachineRole', 'configured')
+    const passRole = configured.find((s) => actionsOf(s).includes('iam:PassRole'))!
+    const runTask = configured.find((s) => actionsOf(s).includes('ecs:RunTask'))!
+    // Assess: by default (no ECS, no migration function) there is nothing beyond the stack's own functions
+    expect(deployed.filter((a) => /^(ecs|iam|events):/.test(a))).toEqual([])
+    expect(passRole.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } })
+    expect(show(runTask.Resource!)).toContain(':task-definition/')
+    expect(runTask.Condition).toHaveProperty(['ArnEquals', 'ecs:cluster'])
+  })
+})
+
+describe('Function: serverless.yml functions', () => {
+  it('runs every handler on nodejs22.x with its own timeout, tracing, the VPC parameters and settings', () => {
+    for (const [key, { resource }] of fns) {
+      const p = resource.Properties
+      expect(p.Runtime, key).toBe('nodejs22.x')
+      expect(p.Handler, key).toBe(`functions/${key}.handler`)
+      expect(p.TracingConfig, key).toEqual({ Mode: 'Active' })
+      expect(JSON.stringify(p.VpcConfig), key).toContain('HasVpc')
+      const env = (p.Environment as Obj).Variables as Obj
+      expect(env.LSB_BUCKET, key).toEqual({ Ref: 'BackupBucket' })
+      expect(env.LSB_PREFIX, key).toBe('langsight-backups')
+      expect(
+        Object.keys(env).filter((k) => /^LSB_(POSTGRES|CLICKHOUSE)_URL$|^LSB_SLACK_WEBHOOK_URL$/.test(k)),
+      ).toEqual([])
+    }
+    for (const long of ['snapshotPostgres', 'exportTable', 'restorePostgres', 'restoreClickHouseObject']) {
+      expect(fns.get(long)!.resource.Properties.Timeout, long).toBe(900)
+    }
+  })
+
+  it('passes every setting of shared/config.ts to the functions (LSB_MIGRATE_COMMAND is local only)', () => {
+    // Prepare
+    const config = readFileSync(join(repo, 'shared/config.ts'), 'utf8')
+    const settings = [...config.matchAll(/^\s+(LSB_[A-Z0-9_]+):/gm)].map((m) => m[1]!)
+    const env = (key: string) => (fns.get(key)!.resource.Properties.Environment as Obj).Variables as Obj
+    // Assess
+    expect(settings.length).toBeGreaterThan(10)
+    for (const setting of settings) {
+      if (setting === 'LSB_MIGRATE_COMMAND') continue
+      if (setting === 'LSB_OBJECT_LOCK_DAYS') expect(env('prune')).toHaveProperty(setting)
+      else expect(env('resolveBackup'), setting).toHaveProperty(setting)
+    }
+  })
+
+  it('attaches the pg tools layer to the two functions that run pg_dump and pg_restore', () => {
+    // Prepare
+    const layer = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::Lambda::LayerVersion')!
+    const withLayer = [...fns].filter(([, { resource }]) => resource.Properties.Layers).map(([key]) => key)
+    // Assess
+    expect(withLayer.sort()).toEqual(['restorePostgres', 'snapshotPostgres'])
+    for (const key of withLayer) {
+      expect(fns.get(key)!.resource.Properties.Layers).toEqual([{ Ref: layer[0] }])
+      expect(((fns.get(key)!.resource.Properties.Environment as Obj).Variables as Obj).LSB_PG_BIN_DIR).toBe(
+        '/opt/bin',
+      )
+    }
+    expect(layer[1].Properties.CompatibleArchitectures).toEqual(['x86_64'])
+    expect(show(layer[1].Properties.Content!)).toMatch(/pgtools-\d+\.zip/)
+  })
+})
+
+describe('Function: serverless.yml bundles', () => {
+  it('ships small ESM bundles without test or embedded-engine packages, each loading its handler', async () => {
+    // Prepare
+    const zips = readdirSync(out).filter((f) => f.endsWith('.zip') && !f.startsWith('pgtools'))
+    const dir = mkdtempSync(join(tmpdir(), 'lsb-bundles-'))
+    const sizes: Record<string, string> = {}
+    try {
+      for (const zip of zips) {
+        const key = zip.replace(/\.zip$/, '')
+        const bytes = statSync(join(out, zip)).size
+        sizes[key] = `${(bytes / 1024 / 1024).toFixed(2)} MB`
+        const target = join(dir, key)
+        await new Promise<void>((done, fail) =>
+          spawn('unzip', ['-q', join(out, zip), '-d', target]).on('close', (c) =>
+            c === 0 ? done() : fail(new Error(`unzip ${zip}`)),
+          ),
+        )
+        // Act: which packages went into the bundle (its source map lists them), and does it load
+        const map = JSON.parse(readFileSync(join(target, 'functions', `${key}.mjs.map`), 'utf8')) as {
+          sources: string[]
+        }
+        const packages = new Set(
+          map.sources.flatMap((s) => {
+            const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(s)
+            return m ? [m[1]!] : []
+          }),
+        )
+        const entries = walk(target).map((f) => relative(target, f))
+        const handlerType = await loadInPlainNode(join(target, 'functions', `${key}.mjs`))
+        // Assess
+        expect(bytes, key).toBeLessThan(MAX_ZIP_BYTES)
+        expect(handlerType, key).toBe('function')
+        expect(
+          entries.filter((e) => e.includes('node_modules')),
+          key,
+        ).toEqual([])
+        for (const forbidden of FORBIDDEN_IN_BUNDLES) {
+          expect(packages.has(forbidden), `${key} bundles ${forbidden}`).toBe(false)
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    console.info('bundle sizes (zipped):', sizes)
+    expect(Object.keys(sizes).sort()).toEqual([...fns.keys()].sort())
+  })
+})
+
+/** Imports a bundle in a plain Node process, as Lambda's runtime would, and says what `handler` is. */
+async function loadInPlainNode(file: string): Promise<string> {
+  const script = `const m = await import(${JSON.stringify(pathToFileURL(file).href)}); process.stdout.write(typeof m.handler)`
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { PATH: process.env.PATH, AWS_REGION: 'us-east-1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const code = await new Promise<number | null>((done) => child.on('close', done))
+  return code === 0 ? stdout : `failed to load (${code}): ${stderr.slice(-1000)}`
+}
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) =>
+    statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)],
+  )
+}
