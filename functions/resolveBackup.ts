@@ -116,7 +116,11 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     postgres: pg && { backupId: pg.backupId, targetDatabase: request.targets.postgresDatabase ?? null },
     clickhouse: ch && { backupId: ch.backupId, targetDatabase: request.targets.clickhouseDatabase ?? null },
     backups: [verifyList(pg), verifyList(ch)],
-    quiesce: quiescePlan(process.env.LSB_QUIESCE_SERVICES),
+    // A drill restores into other databases: the writers of the live ones keep running.
+    quiesce:
+      request.targets.postgresDatabase || request.targets.clickhouseDatabase
+        ? { enabled: false, services: [] }
+        : quiescePlan(process.env.LSB_QUIESCE_SERVICES),
     migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
     // A drill (migrate: none) restores an old schema on purpose: its head is not checked either.
     checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none',

@@ -53,7 +53,9 @@ export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult
     '--no-password',
     ...toolConnectionArgs(target),
   ]
-  const dump = spawnPgTool(tool.path, args, toolEnv(target, `${APPLICATION_NAME} pg_dump`), { stdin: false })
+  const dump = spawnPgTool(tool.path, args, toolEnv(target, `${APPLICATION_NAME} pg_dump`, tool.path), {
+    stdin: false,
+  })
   const failure = (what: string, cause?: unknown) =>
     new PgDumpError(`pg_dump of ${target.location} to ${destination} ${what}`, { cause })
   const onAbort = () => void dump.stop()

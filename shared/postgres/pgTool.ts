@@ -1,6 +1,6 @@
 import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process'
 import { accessSync, constants, existsSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { delimiter, dirname, join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import { loadSettings } from '../config.ts'
@@ -16,8 +16,20 @@ export interface PgToolVersion {
   path: string
 }
 
-/** Where a Lambda layer with the PostgreSQL client tools puts them. */
-export const LAYER_BIN_DIR = '/opt/pgtools/bin'
+/** Where the pg tools Lambda layer (scripts/build-pg-layer.sh) puts them: bin/ and lib/ at its root. */
+export const LAYER_BIN_DIR = '/opt/bin'
+
+/**
+ * LD_LIBRARY_PATH for a tool: its own `../lib` first when it ships one (the layer). Lambda's default
+ * path puts /lib64 before /opt/lib, which would load Amazon Linux's libssl and libz instead of the
+ * layer's.
+ */
+export function libraryPathFor(toolPath: string): string | undefined {
+  const own = join(dirname(toolPath), '..', 'lib')
+  const inherited = process.env.LD_LIBRARY_PATH
+  if (!existsSync(own)) return inherited
+  return inherited ? `${own}${delimiter}${inherited}` : own
+}
 
 function isExecutable(file: string): boolean {
   try {
@@ -44,14 +56,14 @@ export function resolvePgTool(tool: PgToolName, binDir?: string): string {
   return found
 }
 
-/** Runs `<binDir>/<tool> --version` (binDir optional: else LSB_PG_BIN_DIR, else /opt/pgtools/bin if it exists, else PATH). */
+/** Runs `<binDir>/<tool> --version` (binDir optional: else LSB_PG_BIN_DIR, else /opt/bin if it exists, else PATH). */
 export async function pgToolVersion(tool: PgToolName, binDir?: string): Promise<PgToolVersion> {
   const path = resolvePgTool(tool, binDir)
   let stdout: string
   try {
     ;({ stdout } = await promisify(execFile)(path, ['--version'], {
       timeout: 10_000,
-      env: { PATH: process.env.PATH, LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH, LC_ALL: 'C' },
+      env: { PATH: process.env.PATH, LD_LIBRARY_PATH: libraryPathFor(path), LC_ALL: 'C' },
     }))
   } catch (error) {
     throw new ConfigError(`${path} --version failed: ${redact((error as Error).message)}`, { cause: error })

@@ -3,6 +3,7 @@ import type { ClientConfig } from 'pg'
 import { ConfigError } from '../errors.ts'
 import { registerSecret } from '../redact.ts'
 import { assertDatabaseName } from './databaseName.ts'
+import { libraryPathFor } from './pgTool.ts'
 
 /** The parts of a `postgres://user:password@host:port/database?sslmode=…` URL. */
 export interface PostgresTarget {
@@ -97,7 +98,11 @@ export function toolConnectionArgs(target: PostgresTarget): string[] {
  * The whole environment of a pg_dump / pg_restore child: the password travels here (a process's
  * environment is readable only by its user, unlike argv), plus the URL's libpq parameters.
  */
-export function toolEnv(target: PostgresTarget, applicationName: string): NodeJS.ProcessEnv {
+export function toolEnv(
+  target: PostgresTarget,
+  applicationName: string,
+  toolPath: string,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     PGPASSWORD: target.password,
@@ -105,7 +110,8 @@ export function toolEnv(target: PostgresTarget, applicationName: string): NodeJS
     // English messages: stderr is matched for pg_dump's error lines.
     LC_ALL: 'C',
   }
-  if (process.env.LD_LIBRARY_PATH) env.LD_LIBRARY_PATH = process.env.LD_LIBRARY_PATH
+  const libraryPath = libraryPathFor(toolPath)
+  if (libraryPath) env.LD_LIBRARY_PATH = libraryPath
   for (const [name, value] of Object.entries(target.params)) env[LIBPQ_PARAMS[name]!] = value
   return env
 }

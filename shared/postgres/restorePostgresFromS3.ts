@@ -163,9 +163,14 @@ async function streamIntoPgRestore(
     '--no-password',
     ...toolConnectionArgs(restoring),
   ]
-  const restore = spawnPgTool(tool.path, args, toolEnv(restoring, `${APPLICATION_NAME} pg_restore`), {
-    stdin: true,
-  })
+  const restore = spawnPgTool(
+    tool.path,
+    args,
+    toolEnv(restoring, `${APPLICATION_NAME} pg_restore`, tool.path),
+    {
+      stdin: true,
+    },
+  )
   const failure = (what: string, cause?: unknown) =>
     new PgRestoreError(
       `pg_restore of ${source} into ${restoring.location} ${what}; the live database is untouched`,
