@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { resolveBackup } from '#shared/backupCatalog.ts'
+import { validateClickHouseManifest } from '#shared/clickhouse/restore.ts'
 import { loadSettings } from '#shared/config.ts'
 import { ConfigError, UntrustedInputError } from '#shared/errors.ts'
 import type { Manifest } from '#shared/manifest.ts'
@@ -106,6 +107,8 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     request.postgres ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'postgres', request.postgres) : null,
     request.clickhouse ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'clickhouse', request.clickhouse) : null,
   ])
+  // Table names and DDL are untrusted: refused here, before any checksum is read or database touched.
+  if (ch) validateClickHouseManifest(ch)
   const migrate = migratePlan(request.migrate)
   return {
     startedAt,

@@ -16,6 +16,7 @@ const input = z.object({
     bytes: z.number().int().nonnegative(),
     rows: z.number().int().nonnegative().nullable(),
     compression: z.enum(['none', 'gzip']),
+    partitionId: z.string().nullable().optional(),
   }),
 })
 

@@ -26,7 +26,7 @@ const settingsSchema = z.object({
   AWS_REGION: z.string().default('us-east-1'),
   LSB_CLICKHOUSE_INCLUDE: list.default([]),
   LSB_CLICKHOUSE_EXCLUDE: list.default([]),
-  LSB_CLICKHOUSE_SPLIT_BYTES: int(1 << 20, 1 << 40).default(1024 * 1024 * 1024),
+  LSB_CLICKHOUSE_SPLIT_BYTES: int(2 ** 20, 2 ** 40).default(1024 * 1024 * 1024),
   LSB_CLICKHOUSE_GZIP_LEVEL: int(0, 9).default(1),
   LSB_PG_COMPRESS: int(0, 9).default(6),
   LSB_PG_BIN_DIR: z.string().optional(),
