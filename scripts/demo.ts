@@ -8,8 +8,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { connectClickHouse } from '#shared/clickhouse/connection.ts'
+import {
+  clickhouseContentHash,
+  postgresContentHash,
+  seedClickHouse,
+  seedPostgres,
+} from '../local/sampleData.ts'
 import { startPostgres, startS3 } from '../local/servers.ts'
-import { clickhouseContentHash, postgresContentHash, seedClickHouse, seedPostgres } from '../local/sampleData.ts'
 
 const root = join(import.meta.dirname, '..')
 const scale = Number(process.env.DEMO_SCALE ?? 1)
@@ -45,7 +50,9 @@ function cli(...args: string[]): string {
   return r.stdout
 }
 
-async function withClickHouse<T>(fn: (conn: Awaited<ReturnType<typeof connectClickHouse>>) => Promise<T>): Promise<T> {
+async function withClickHouse<T>(
+  fn: (conn: Awaited<ReturnType<typeof connectClickHouse>>) => Promise<T>,
+): Promise<T> {
   // chdb binds one data directory per process: open it only while the CLI is not running.
   const conn = await connectClickHouse(chUrl)
   try {
@@ -56,7 +63,9 @@ async function withClickHouse<T>(fn: (conn: Awaited<ReturnType<typeof connectCli
 }
 
 try {
-  say(`Sample LangSight data (scale ${scale}): PostgreSQL ${pgServer.port}, chdb at ${chDir}, S3 at ${s3.endpoint}`)
+  say(
+    `Sample LangSight data (scale ${scale}): PostgreSQL ${pgServer.port}, chdb at ${chDir}, S3 at ${s3.endpoint}`,
+  )
   const admin = new pg.Client({ connectionString: pgServer.url('postgres') })
   await admin.connect()
   await admin.query('CREATE DATABASE langsight')
@@ -95,7 +104,13 @@ try {
       const ok = before[table] === after[table]
       if (!ok && !(engine === 'postgres' && migrated.has(table))) same = false
       const note = ok ? 'identical' : migrated.has(table) ? 'changed by the migration to head' : 'DIFFERENT'
-      process.stdout.write(`${engine.padEnd(11)} ${table.padEnd(36)} ${(before[table] ?? '').split(':')[0]!.padStart(8)} rows  ${note}\n`)
+      const value = before[table] ?? ''
+      const size = value.includes(':')
+        ? `${value.split(':')[0]} rows`
+        : table.startsWith('sequence')
+          ? `at ${value}`
+          : ''
+      process.stdout.write(`${engine.padEnd(11)} ${table.padEnd(36)} ${size.padStart(12)}  ${note}\n`)
     }
   }
   say(same ? 'Every table matches its backup.' : 'MISMATCH: see above')
