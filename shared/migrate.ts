@@ -12,7 +12,9 @@ export function parseMigrateCommand(raw: string): string[] {
   try {
     parsed = JSON.parse(raw)
   } catch {
-    throw new ConfigError('LSB_MIGRATE_COMMAND must be a JSON array of strings, e.g. ["alembic","upgrade","head"]')
+    throw new ConfigError(
+      'LSB_MIGRATE_COMMAND must be a JSON array of strings, e.g. ["alembic","upgrade","head"]',
+    )
   }
   const argv = argvSchema.safeParse(parsed)
   if (!argv.success) throw new ConfigError('LSB_MIGRATE_COMMAND must be a non-empty JSON array of strings')
@@ -36,7 +38,12 @@ export async function runMigrateCommand(
     LSB_POSTGRES_URL: postgresUrl,
     DATABASE_URL: postgresUrl,
   }
-  const child = spawn(command!, args, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal })
+  const child = spawn(command!, args, {
+    env,
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    signal: options.signal,
+  })
   let tail = ''
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString('utf8')).slice(-4000)
@@ -45,12 +52,16 @@ export async function runMigrateCommand(
   child.stderr.on('data', keep)
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutSeconds * 1000)
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-    child.once('error', (e) => reject(new MigrationError(`cannot run migration command ${command}: ${e.message}`)))
+    child.once('error', (e) =>
+      reject(new MigrationError(`cannot run migration command ${command}: ${e.message}`)),
+    )
     child.once('close', (c, s) => resolve([c, s]))
   }).finally(() => clearTimeout(timer))
   if (code !== 0) {
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
-    throw new MigrationError(redact(`migration command ${argv.join(' ')} ${how}: ${tail.trim().slice(-1500)}`))
+    throw new MigrationError(
+      redact(`migration command ${argv.join(' ')} ${how}: ${tail.trim().slice(-1500)}`),
+    )
   }
 }
 
@@ -72,7 +83,9 @@ export async function currentSchemaHead(postgresUrl: string): Promise<string | n
 export async function assertSchemaHead(postgresUrl: string, expected: string): Promise<string> {
   const head = await currentSchemaHead(postgresUrl)
   if (head !== expected) {
-    throw new MigrationError(`schema head is ${head ?? 'missing (no alembic_version table)'}, expected ${expected}`)
+    throw new MigrationError(
+      `schema head is ${head ?? 'missing (no alembic_version table)'}, expected ${expected}`,
+    )
   }
   return head
 }

@@ -20,14 +20,15 @@ export interface PgToolVersion {
 export const LAYER_BIN_DIR = '/opt/bin'
 
 /**
- * LD_LIBRARY_PATH for a tool: its own `../lib` first when it ships one (the layer). Lambda's default
+ * LD_LIBRARY_PATH for a tool: its own `../lib` first when that holds its libpq (the layer). Lambda's default
  * path puts /lib64 before /opt/lib, which would load Amazon Linux's libssl and libz instead of the
  * layer's.
  */
 export function libraryPathFor(toolPath: string): string | undefined {
   const own = join(dirname(toolPath), '..', 'lib')
   const inherited = process.env.LD_LIBRARY_PATH
-  if (!existsSync(own)) return inherited
+  // Only a directory that carries the tools' own libpq is theirs (not, say, a server's plugin dir).
+  if (!existsSync(join(own, 'libpq.so.5'))) return inherited
   return inherited ? `${own}${delimiter}${inherited}` : own
 }
 

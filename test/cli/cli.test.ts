@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { clickhouseContentHash, postgresContentHash, seedClickHouse, seedPostgres } from '../../local/sampleData.ts'
+import {
+  clickhouseContentHash,
+  postgresContentHash,
+  seedClickHouse,
+  seedPostgres,
+} from '../../local/sampleData.ts'
 import { createPostgresDatabase, uniquePrefix } from '../support/env.ts'
 
 const root = join(import.meta.dirname, '../..')
@@ -15,7 +20,10 @@ let chUrl: string
 /** Runs the real bin as a user would; resolves with its exit code, stdout and stderr. */
 function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(root, 'bin/langsight-backup.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [join(root, 'bin/langsight-backup.js'), ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c) => {
@@ -71,7 +79,10 @@ describe('CLI: langsight-backup', () => {
     expect(backup.stderr).toContain('✓ CommitManifest')
     // list and verify
     const list = JSON.parse((await cli('list', '--json')).stdout) as { backupId: string; engine: string }[]
-    expect(list.map((b) => `${b.engine}:${b.backupId}`).sort()).toEqual([`clickhouse:${ids.clickhouse}`, `postgres:${ids.postgres}`])
+    expect(list.map((b) => `${b.engine}:${b.backupId}`).sort()).toEqual([
+      `clickhouse:${ids.clickhouse}`,
+      `postgres:${ids.postgres}`,
+    ])
     const verify = await cli('verify', ids.clickhouse!, '--engine', 'clickhouse', '--json')
     expect(verify.code).toBe(0)
     expect(JSON.parse(verify.stdout).verified[0].objects).toBeGreaterThan(1)
@@ -79,7 +90,15 @@ describe('CLI: langsight-backup', () => {
     const conn = await connectClickHouse(chUrl)
     await conn.command('TRUNCATE TABLE langsight.agent_sessions')
     await conn.close()
-    const restore = await cli('restore', '--local', '--postgres', 'latest', '--clickhouse', 'latest', '--json')
+    const restore = await cli(
+      'restore',
+      '--local',
+      '--postgres',
+      'latest',
+      '--clickhouse',
+      'latest',
+      '--json',
+    )
     expect(restore.code).toBe(0)
     expect(JSON.parse(restore.stdout)).toMatchObject({ postgres: ids.postgres, clickhouse: ids.clickhouse })
     expect(await chHash()).toEqual(chBefore)

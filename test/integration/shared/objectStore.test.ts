@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { describe, expect, inject, it } from 'vitest'
 import { ChecksumMismatchError } from '#shared/errors.ts'
-import { corruptStoredObject } from '../../support/storedObjects.ts'
 import { hashObject, listObjects, uploadStream, verifyObjectChecksum } from '#shared/objectStore.ts'
+import { corruptStoredObject } from '../../support/storedObjects.ts'
 
 const { s3 } = inject('servers')
 const bucket = s3.bucket
