@@ -7,7 +7,9 @@ await client.connect()
 const { rows } = await client.query('SELECT version_num FROM alembic_version')
 if (rows[0]?.version_num === '0007_slo_windows') {
   await client.query('BEGIN')
-  await client.query('CREATE TABLE feature_flags (name text PRIMARY KEY, enabled boolean NOT NULL DEFAULT false)')
+  await client.query(
+    'CREATE TABLE feature_flags (name text PRIMARY KEY, enabled boolean NOT NULL DEFAULT false)',
+  )
   await client.query(`UPDATE alembic_version SET version_num = '0008_feature_flags'`)
   await client.query('COMMIT')
 }

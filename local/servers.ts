@@ -219,7 +219,19 @@ export async function startS3(bucket = 'langsight-backup-test'): Promise<S3Serve
   const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js')
   const child = spawn(
     process.execPath,
-    ['--openssl-legacy-provider', bin, '-d', directory, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket],
+    [
+      '--openssl-legacy-provider',
+      bin,
+      '-d',
+      directory,
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '--silent',
+      '--configure-bucket',
+      bucket,
+    ],
     { stdio: 'ignore' },
   )
   const endpoint = `http://127.0.0.1:${port}`
