@@ -17,6 +17,9 @@ if ((${#need[@]})); then
   # Package scripts may try to start the services; the tests start their own, so a refusal is fine.
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# `npm install`, not `npm ci`: chdb lists platform packages (darwin, linux-arm64) that the registry
+# does not have, so they can never be in the lock file and `npm ci` refuses it. With a lock file
+# present, `npm install` still installs exactly the locked versions.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
