@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readManifest } from '#shared/backupCatalog.ts'
+import { type ClickHouseConnection, connectClickHouse } from '#shared/clickhouse/connection.ts'
+import { runStateMachine } from '../../local/runStateMachine.ts'
+import { clickhouseContentHash, seedClickHouse } from '../../local/sampleData.ts'
+import { clickhouseServerUrl, uniquePrefix, useEnv } from '../support/env.ts'
+
+/** The same state machines against Debian's clickhouse-server 18.16 over HTTP. */
+const database = `sm_ch_${randomUUID().slice(0, 8)}`
+const prefix = uniquePrefix('ch1816')
+let ch: ClickHouseConnection
+
+beforeAll(async () => {
+  ch = await connectClickHouse(clickhouseServerUrl(database))
+  await seedClickHouse(ch, database, { scale: 0.5, flavor: 'legacy' })
+  useEnv({
+    LSB_PREFIX: prefix,
+    LSB_CLICKHOUSE_URL: clickhouseServerUrl(database),
+    LSB_POSTGRES_URL: undefined,
+    LSB_SLACK_WEBHOOK_URL: undefined,
+    // Small enough that the spans table (14 monthly partitions) is split into parts.
+    LSB_CLICKHOUSE_SPLIT_BYTES: String(1 << 20),
+  })
+})
+
+afterAll(async () => {
+  await ch?.command(`DROP DATABASE IF EXISTS \`${database}\``)
+  await ch?.close()
+})
+
+describe('State machines on clickhouse-server 18.16', () => {
+  it('backs up every table, splitting the big one by partition, and restores identical contents', async () => {
+    const before = await clickhouseContentHash(ch, database)
+    const { output } = await runStateMachine('backup', { engines: ['clickhouse'] })
+    const { backupId } = (output as { backups: { backupId: string }[] }).backups[0]!
+    const manifest = await readManifest(process.env.LSB_BUCKET!, prefix, 'clickhouse', backupId)
+    const spanParts = manifest.objects.filter((o) => o.table === 'tool_call_spans')
+    expect(spanParts.length).toBeGreaterThan(1)
+    expect(new Set(spanParts.map((o) => o.part)).size).toBe(spanParts.length)
+    await ch.command(`TRUNCATE TABLE \`${database}\`.tool_call_spans`)
+    await ch.command(`DROP TABLE \`${database}\`.agent_sessions`)
+    await runStateMachine('restore', { clickhouse: 'latest' })
+    expect(await clickhouseContentHash(ch, database)).toEqual(before)
+  })
+})
