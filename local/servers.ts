@@ -131,6 +131,8 @@ export async function startPostgres(options: { password?: string } = {}): Promis
 
 export interface ClickHouseServer {
   port: number
+  /** The native protocol port, for clickhouse-client (the runbook's commands). */
+  tcpPort: number
   password: string
   /** http://default:<password>@127.0.0.1:<port>/<database> */
   url(database: string): string
@@ -187,6 +189,7 @@ export async function startClickHouseServer(options: { password?: string } = {})
   const version = (await (await fetch(`${base}/?query=SELECT%20version()`, { headers: auth })).text()).trim()
   return {
     port: httpPort,
+    tcpPort,
     password,
     version,
     process: child,
