@@ -54,7 +54,7 @@ describe('CLI: AWS mode', () => {
           stateExitedEventDetails: { name: 'SnapshotPostgres' },
         },
         { id: 4, previousEventId: 3, timestamp: t, type: 'ExecutionSucceeded' },
-      ].reverse(),
+      ].reverse() as HistoryEvent[],
     })
     sfn.on(DescribeExecutionCommand).callsFake((input) => ({
       executionArn: input.executionArn,
