@@ -1,0 +1,110 @@
+/**
+ * The memory of one step as Lambda would run it: each data-moving handler alone in a child
+ * process (bench/runStep.ts), on the biggest unit of work of a backup that exists — the Postgres
+ * dump, the biggest ClickHouse object exported, re-hashed and restored, the Postgres restore.
+ * Restores go to scratch databases that are dropped afterwards; the live ones are not touched.
+ */
+import { join } from 'node:path'
+import type { ClickHouseConnection } from '#shared/clickhouse/connection.ts'
+import type { Manifest } from '#shared/manifest.ts'
+import { type Measurement, measure } from './measure.ts'
+
+const runStep = join(import.meta.dirname, 'runStep.ts')
+
+export interface StepMeasurement extends Measurement {
+  /** What the step moved, for the reader: the object and its size. */
+  what: string
+}
+
+const SCRATCH = 'lsb_bench_step'
+
+/** Runs the data-moving handlers one by one, each in its own process, and measures each. */
+export async function measureSteps(opts: {
+  /** The environment of the backup's own runs (its LSB_PREFIX): steps that read use it. */
+  env: NodeJS.ProcessEnv
+  /** A prefix of its own for the steps that write, so that the backup is left as it was. */
+  scratchPrefix: string
+  postgres: Manifest
+  clickhouse: Manifest
+  clickhouseConn: ClickHouseConnection
+  dropPostgresDatabase: (name: string) => Promise<void>
+  timeoutMs: number
+}): Promise<StepMeasurement[]> {
+  const step = async (fn: string, input: unknown, what: string, writes = false): Promise<StepMeasurement> => {
+    const m = await measure(process.execPath, ['--import', 'tsx', runStep, fn, JSON.stringify(input)], {
+      label: fn,
+      env: writes ? { ...opts.env, LSB_PREFIX: opts.scratchPrefix } : opts.env,
+      timeoutMs: opts.timeoutMs,
+    })
+    return { ...m, what }
+  }
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`
+  const biggest = [...opts.clickhouse.objects].sort((a, b) => b.bytes - a.bytes)[0]!
+  const part = biggest.part ?? 'all'
+  const item = {
+    table: biggest.table!,
+    part,
+    partitionId: part.startsWith('partition-') ? part.slice('partition-'.length) : null,
+    rows: biggest.rows ?? 0,
+    bytes: 0,
+  }
+  const dump = opts.postgres.objects[0]!
+  const results: StepMeasurement[] = []
+  results.push(
+    await step(
+      'snapshotPostgres',
+      { startedAt: new Date().toISOString() },
+      `pg_dump → ${mib(dump.bytes)}`,
+      true,
+    ),
+  )
+  results.push(
+    await step(
+      'exportTable',
+      { backupId: opts.clickhouse.backupId, item },
+      `${item.table} ${part} → ${mib(biggest.bytes)}`,
+      true,
+    ),
+  )
+  results.push(
+    await step(
+      'verifyObject',
+      { key: biggest.key, sha256: biggest.sha256, bytes: biggest.bytes },
+      `${item.table} ${part}, ${mib(biggest.bytes)}`,
+    ),
+  )
+  const prepared = JSON.parse(
+    (
+      await step(
+        'prepareClickHouseRestore',
+        { backupId: opts.clickhouse.backupId, targetDatabase: SCRATCH },
+        'staging tables',
+      )
+    ).stdout,
+  ) as { stagingDatabase: string; items: { key: string }[] }
+  const restoreItem = prepared.items.find((i) => i.key === biggest.key)!
+  try {
+    results.push(
+      await step(
+        'restoreClickHouseObject',
+        { stagingDatabase: prepared.stagingDatabase, item: restoreItem },
+        `${item.table} ${part}, ${mib(biggest.bytes)}`,
+      ),
+    )
+  } finally {
+    await opts.clickhouseConn.command(`DROP DATABASE IF EXISTS \`${prepared.stagingDatabase}\``)
+  }
+  try {
+    results.push(
+      await step(
+        'restorePostgres',
+        { backupId: opts.postgres.backupId, targetDatabase: SCRATCH },
+        `${mib(dump.bytes)} → pg_restore`,
+      ),
+    )
+  } finally {
+    await opts.dropPostgresDatabase(SCRATCH)
+    await opts.dropPostgresDatabase(`${SCRATCH}__lsb_previous`)
+  }
+  return results
+}
