@@ -24,9 +24,13 @@ export interface ListedObject {
   lastModified: Date
 }
 
-/** Multipart part size and parallel parts: memory of one upload is about partSize × queueSize. */
-export const UPLOAD_PART_BYTES = 16 * 1024 * 1024
-export const UPLOAD_QUEUE_SIZE = 4
+/**
+ * Multipart part size and parallel parts: memory of one upload is about partSize × queueSize.
+ * Measured (bench/RESULTS.md): 8 MiB × 2 peaks at 161 MiB for a 256 MiB object where 16 MiB × 4
+ * peaked at 214 MiB, and was no slower. 10,000 parts cap an object at 80 GiB, past any Lambda run.
+ */
+export const UPLOAD_PART_BYTES = 8 * 1024 * 1024
+export const UPLOAD_QUEUE_SIZE = 2
 
 const clients = new Map<string, S3Client>()
 

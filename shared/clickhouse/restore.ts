@@ -28,6 +28,7 @@ import { createHash } from 'node:crypto'
 import { PassThrough, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
+import { COALESCE_BYTES, coalesceChunks } from '../coalesceChunks.ts'
 import { ChecksumMismatchError, ClickHouseError, UntrustedInputError } from '../errors.ts'
 import type { ClickHouseTable, Manifest, StoredObject } from '../manifest.ts'
 import { openObject } from '../objectStore.ts'
@@ -336,8 +337,8 @@ export async function restoreClickHouseObject(
   }
 
   const counter = nativeRowCounter(columns)
-  const stages: (Transform | PassThrough)[] = [verifyingDigest(item)]
-  if (item.compression === 'gzip') stages.push(createGunzip())
+  const stages: (Transform | PassThrough)[] = [coalesceChunks(), verifyingDigest(item)]
+  if (item.compression === 'gzip') stages.push(createGunzip({ chunkSize: COALESCE_BYTES }))
   stages.push(counter.stream)
   const object = await openObject(opts.bucket, item.key, opts.signal)
   const body = new PassThrough({ highWaterMark: 1 << 20 })
