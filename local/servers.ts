@@ -137,14 +137,18 @@ export interface ClickHouseServer {
   /** http://default:<password>@127.0.0.1:<port>/<database> */
   url(database: string): string
   version: string
+  /** Where the server keeps its tables (for measuring data size on disk). */
+  dataDir: string
   process: ChildProcess
   stop(): Promise<void>
 }
 
-/** Debian's clickhouse-server (18.16) with its own config, on free ports. */
-export async function startClickHouseServer(options: { password?: string } = {}): Promise<ClickHouseServer> {
+/** Debian's clickhouse-server (18.16) with its own config, on free ports, below `parent` (default tmpdir). */
+export async function startClickHouseServer(
+  options: { password?: string; parent?: string } = {},
+): Promise<ClickHouseServer> {
   const password = options.password ?? 'ch-Secret-91bd'
-  const root = mkdtempSync(join(tmpdir(), 'lsb-ch-'))
+  const root = mkdtempSync(join(options.parent ?? tmpdir(), 'lsb-ch-'))
   for (const d of ['data', 'tmp', 'user_files', 'format_schemas', 'log']) mkdirSync(join(root, d))
   const [httpPort, tcpPort, interPort] = [await freePort(), await freePort(), await freePort()]
   writeFileSync(
@@ -192,6 +196,7 @@ export async function startClickHouseServer(options: { password?: string } = {})
     tcpPort,
     password,
     version,
+    dataDir: join(root, 'data'),
     process: child,
     url: (database) => `http://default:${encodeURIComponent(password)}@127.0.0.1:${httpPort}/${database}`,
     stop: async () => {
