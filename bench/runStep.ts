@@ -7,9 +7,9 @@
  *
  * Settings and secrets come from the environment, as for the CLI. Prints the handler's result.
  */
-import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import type { Context } from 'aws-lambda'
+import { lambdaContext } from '../local/lambdaContext.ts'
 
 const [name, inputJson] = process.argv.slice(2)
 if (!name || !/^[a-zA-Z]+$/.test(name) || inputJson === undefined) {
@@ -19,21 +19,8 @@ if (!name || !/^[a-zA-Z]+$/.test(name) || inputJson === undefined) {
 const module = (await import(join(import.meta.dirname, '..', 'functions', `${name}.ts`))) as {
   handler: (event: unknown, context: Context) => Promise<unknown>
 }
-const context: Context = {
-  functionName: name,
-  functionVersion: '$LATEST',
-  invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${name}`,
-  memoryLimitInMB: '1769',
-  awsRequestId: randomUUID(),
-  logGroupName: `/aws/lambda/${name}`,
-  logStreamName: 'bench',
-  callbackWaitsForEmptyEventLoop: false,
-  // Lambda's 15 minutes: the handler's abort signal fires 10 s before, as on AWS
-  getRemainingTimeInMillis: () => 15 * 60 * 1000,
-  done: () => {},
-  fail: () => {},
-  succeed: () => {},
-}
+// Lambda's 15 minutes: the handler's abort signal fires 10 s before, as on AWS
+const context = lambdaContext(name, 15 * 60 * 1000)
 const output = await module.handler(JSON.parse(inputJson), context)
 // keep-alive sockets of the SDK clients would hold the process open; a Lambda is frozen instead
 process.stdout.write(`${JSON.stringify(output)}\n`, () => process.exit(0))

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Context } from 'aws-lambda'
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions'
+import { lambdaContext } from './lambdaContext.ts'
 
 // aws-local-stepfunctions 3 uses Promise.withResolvers, which Node 20 lacks.
 const promiseWithResolvers = Promise as unknown as { withResolvers?: () => unknown }
@@ -86,24 +87,6 @@ export function taskStates(states: Record<string, AslState>): [string, AslState]
 export function functionKeyOf(resource: unknown): string | undefined {
   const getAtt = (resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt']
   return getAtt?.[1] === 'Arn' ? getAtt[0] : undefined
-}
-
-function lambdaContext(functionName: string): Context {
-  return {
-    functionName,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
-    memoryLimitInMB: '1024',
-    awsRequestId: randomUUID(),
-    logGroupName: `/aws/lambda/${functionName}`,
-    logStreamName: 'local',
-    callbackWaitsForEmptyEventLoop: false,
-    // Locally there is no 15-minute limit; middy's early-timeout signal is armed but never fires.
-    getRemainingTimeInMillis: () => 24 * 3600 * 1000,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  }
 }
 
 async function localHandlers(
