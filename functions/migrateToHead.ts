@@ -1,13 +1,9 @@
 import { z } from 'zod'
 import { loadSettings, requireSecret } from '#shared/config.ts'
 import { withDatabase } from '#shared/databaseUrl.ts'
+import { ConfigError } from '#shared/errors.ts'
 import { logger } from '#shared/logger.ts'
-import {
-  assertSchemaHead,
-  currentSchemaHead,
-  parseMigrateCommand,
-  runMigrateCommand,
-} from '#shared/migrate.ts'
+import { assertSchemaHead, currentSchemaHead, runMigrateCommand } from '#shared/migrate.ts'
 import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
 import { databaseNameSchema } from '#shared/statePayloads.ts'
 
@@ -28,7 +24,9 @@ export async function run(
   const s = loadSettings()
   const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
   if (mode === 'run' && strategy === 'command') {
-    const argv = parseMigrateCommand(s.LSB_MIGRATE_COMMAND ?? '')
+    const argv = s.LSB_MIGRATE_COMMAND
+    if (!argv)
+      throw new ConfigError('LSB_MIGRATE_STRATEGY=command needs LSB_MIGRATE_COMMAND (a JSON argv array)')
     logger.info('running migration command', { command: argv[0] })
     await runMigrateCommand(argv, url, { timeoutSeconds: s.LSB_MIGRATE_TIMEOUT_SECONDS, signal })
   }

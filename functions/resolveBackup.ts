@@ -31,29 +31,6 @@ export const restoreRequestSchema = z.strictObject({
 
 const input = z.object({ input: restoreRequestSchema, ...executionFields })
 
-const quiesceSchema = z.array(
-  z.strictObject({
-    cluster: z.string().min(1),
-    service: z.string().min(1),
-    desiredCount: z.number().int().min(0),
-  }),
-)
-
-function quiescePlan(raw: string | undefined) {
-  if (!raw) return { enabled: false, services: [] }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(raw)
-  } catch {
-    throw new ConfigError(
-      'LSB_QUIESCE_SERVICES is not JSON (expected [{"cluster":…,"service":…,"desiredCount":…}])',
-    )
-  }
-  const services = quiesceSchema.safeParse(parsed)
-  if (!services.success) throw new ConfigError(`LSB_QUIESCE_SERVICES: ${services.error.issues[0]?.message}`)
-  return { enabled: services.data.length > 0, services: services.data }
-}
-
 function migratePlan(requested: 'default' | 'none') {
   const s = loadSettings()
   const strategy = requested === 'none' ? 'none' : s.LSB_MIGRATE_STRATEGY
@@ -123,7 +100,7 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     quiesce:
       request.targets.postgresDatabase || request.targets.clickhouseDatabase
         ? { enabled: false, services: [] }
-        : quiescePlan(process.env.LSB_QUIESCE_SERVICES),
+        : { enabled: (s.LSB_QUIESCE_SERVICES ?? []).length > 0, services: s.LSB_QUIESCE_SERVICES ?? [] },
     migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
     // A drill (migrate: none) restores an old schema on purpose: its head is not checked either.
     checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none',

@@ -7,6 +7,19 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes')
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+/** A setting that holds JSON: parsed, then validated; a bad value names the variable and the expected shape. */
+const json = <S extends z.ZodType>(schema: S, example: string) =>
+  z
+    .string()
+    .transform((raw, ctx) => {
+      try {
+        return JSON.parse(raw) as unknown
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `not JSON (expected ${example})` })
+        return z.NEVER
+      }
+    })
+    .pipe(schema)
 const list = z.string().transform((v) =>
   v
     .split(',')
@@ -39,7 +52,11 @@ const settingsSchema = z.object({
   LSB_PRUNE_DRY_RUN: bool.default(false),
   LSB_NOTIFY_SUCCESS: bool.default(false),
   LSB_MIGRATE_STRATEGY: z.enum(['none', 'command', 'lambda', 'ecs']).default('none'),
-  LSB_MIGRATE_COMMAND: z.string().optional(),
+  /** A JSON argv array, run without a shell. */
+  LSB_MIGRATE_COMMAND: json(
+    z.array(z.string().min(1)).min(1, 'must name a command'),
+    '["uv","run","alembic","upgrade","head"]',
+  ).optional(),
   LSB_MIGRATE_FUNCTION: z.string().optional(),
   LSB_MIGRATE_ECS_CLUSTER: z.string().optional(),
   LSB_MIGRATE_ECS_TASK_DEFINITION: z.string().optional(),
@@ -48,7 +65,16 @@ const settingsSchema = z.object({
   LSB_MIGRATE_ECS_SECURITY_GROUPS: list.default([]),
   LSB_MIGRATE_TIMEOUT_SECONDS: int(1, 3600).default(600),
   /** JSON: [{"cluster":"langsight","service":"api","desiredCount":2}] — writers stopped during a restore. */
-  LSB_QUIESCE_SERVICES: z.string().optional(),
+  LSB_QUIESCE_SERVICES: json(
+    z.array(
+      z.strictObject({
+        cluster: z.string().min(1),
+        service: z.string().min(1),
+        desiredCount: z.number().int().min(0),
+      }),
+    ),
+    '[{"cluster":"…","service":"…","desiredCount":2}]',
+  ).optional(),
   LSB_EXPECTED_SCHEMA_HEAD: z.string().optional(),
 })
 

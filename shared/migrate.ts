@@ -1,25 +1,7 @@
 import { spawn } from 'node:child_process'
 import pg from 'pg'
-import { z } from 'zod'
-import { ConfigError, MigrationError } from './errors.ts'
+import { MigrationError } from './errors.ts'
 import { redact } from './redact.ts'
-
-const argvSchema = z.array(z.string().min(1)).min(1)
-
-/** LSB_MIGRATE_COMMAND: a JSON argv array, e.g. `["uv","run","alembic","upgrade","head"]`. Never a shell string. */
-export function parseMigrateCommand(raw: string): string[] {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(raw)
-  } catch {
-    throw new ConfigError(
-      'LSB_MIGRATE_COMMAND must be a JSON array of strings, e.g. ["alembic","upgrade","head"]',
-    )
-  }
-  const argv = argvSchema.safeParse(parsed)
-  if (!argv.success) throw new ConfigError('LSB_MIGRATE_COMMAND must be a non-empty JSON array of strings')
-  return argv.data
-}
 
 /**
  * Runs the application's migration command without a shell. The child sees only PATH, HOME,
