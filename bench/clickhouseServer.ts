@@ -1,9 +1,9 @@
 /**
- * Debian's clickhouse-server (18.16) for the benchmark: local/servers.ts's server, plus the
+ * Debian's clickhouse-server (18.16) for the benchmark: devtools/servers.ts's server, plus the
  * `clickhouse-client` arguments the runbook's commands need (it speaks only the native protocol,
  * while our pipeline speaks HTTP to the same server).
  */
-import { type ClickHouseServer, startClickHouseServer } from '../local/servers.ts'
+import { type ClickHouseServer, startClickHouseServer } from '#devtools/servers.ts'
 
 export interface BenchClickHouse extends ClickHouseServer {
   httpPort: number

@@ -1,13 +1,13 @@
 /**
- * The benchmark's data: local/sampleData.ts's deterministic LangSight-like tables at a chosen
+ * The benchmark's data: devtools/sampleData.ts's deterministic LangSight-like tables at a chosen
  * scale — Postgres config tables (users, projects, API keys, alert and SLO config), ClickHouse
  * trace tables (tool-call spans and agent sessions over 14 monthly partitions, health history by
  * month, schema snapshots, a daily-cost materialized view) in 18.16's syntax. Same scale, same
  * bytes. Scale 1 is about 10 MB on disk (3 MB Postgres beyond an empty database, 7 MB ClickHouse).
  */
 import pg from 'pg'
-import type { ClickHouseConnection } from '#shared/clickhouse/connection.ts'
-import { seedClickHouse, seedPostgres } from '../local/sampleData.ts'
+import { seedClickHouse, seedPostgres } from '#devtools/sampleData.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 
 export interface DataSizes {
   postgresBytes: number

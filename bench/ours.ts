@@ -5,7 +5,7 @@
  * lines) and how many ClickHouse transfers the server saw at once (the Map's real parallelism).
  */
 import { join } from 'node:path'
-import type { ClickHouseConnection } from '#shared/clickhouse/connection.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { type Measurement, measure } from './measure.ts'
 
 /** This checkout; a variant may name another one (a before/after comparison on the same data). */

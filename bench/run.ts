@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
-import { readManifest } from '#shared/backupCatalog.ts'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { loadSettings } from '#shared/config.ts'
-import { humanBytes } from '#shared/humanBytes.ts'
-import { listObjects } from '#shared/objectStore.ts'
-import { clickhouseContentHash, postgresContentHash } from '../local/sampleData.ts'
-import { startPostgres, startS3 } from '../local/servers.ts'
+import { readManifest } from '#catalog/backupStore.ts'
+import { listObjects } from '#catalog/objectStore.ts'
+import { loadSettings } from '#core/config.ts'
+import { humanBytes } from '#core/humanBytes.ts'
+import { clickhouseContentHash, postgresContentHash } from '#devtools/sampleData.ts'
+import { startPostgres, startS3 } from '#devtools/servers.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
 import { startBenchClickHouse } from './clickhouseServer.ts'
 import { dataSizes, generateBenchData } from './generateData.ts'
 import { killRunningChildren } from './measure.ts'
@@ -63,7 +63,7 @@ const timeoutMs = Number(argv['timeout-seconds'] ?? Math.round(180 + scale * 6))
 const database = 'langsight'
 const say = (text: string) => process.stderr.write(`\x1b[1m== ${text}\x1b[0m\n`)
 
-/** The LSB_* settings that shape the work, as shared/config.ts reads them (defaults included). */
+/** The LSB_* settings that shape the work, as core/config.ts reads them (defaults included). */
 function effective(env: NodeJS.ProcessEnv): Record<string, string> {
   const s = loadSettings(env)
   return {

@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path'
 import type { Context } from 'aws-lambda'
-import { lambdaContext } from '../local/lambdaContext.ts'
+import { lambdaContext } from '#cli/local/lambdaContext.ts'
 
 const [name, inputJson] = process.argv.slice(2)
 if (!name || !/^[a-zA-Z]+$/.test(name) || inputJson === undefined) {

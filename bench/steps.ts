@@ -5,8 +5,8 @@
  * Restores go to scratch databases that are dropped afterwards; the live ones are not touched.
  */
 import { join } from 'node:path'
-import type { ClickHouseConnection } from '#shared/clickhouse/connection.ts'
-import type { Manifest } from '#shared/manifest.ts'
+import type { Manifest } from '#core/manifest.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { type Measurement, measure } from './measure.ts'
 
 const runStep = join(import.meta.dirname, 'runStep.ts')

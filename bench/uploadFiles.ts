@@ -12,7 +12,7 @@ import { S3Client } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 
 /**
- * Same part size and parallel parts as our own uploads (shared/objectStore.ts), so neither side is
+ * Same part size and parallel parts as our own uploads (catalog/objectStore.ts), so neither side is
  * tuned differently; BENCH_UPLOAD_PART_MIB / BENCH_UPLOAD_QUEUE change them to measure their cost.
  */
 const PART_BYTES = Number(process.env.BENCH_UPLOAD_PART_MIB ?? 16) * 1024 * 1024

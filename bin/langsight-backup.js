@@ -5,5 +5,5 @@ import { register } from 'tsx/esm/api'
 // The CLI prints its own progress on stderr; structured logs only with --verbose.
 process.env.POWERTOOLS_LOG_LEVEL ??= process.argv.includes('--verbose') ? 'DEBUG' : 'SILENT'
 register()
-const { main } = await import('../cli/main.ts')
+const { main } = await import('#cli/main.ts')
 await main(process.argv)

@@ -6,7 +6,7 @@ import {
   type MachineKind,
   resolveStateMachineArn,
   startExecution,
-} from '#shared/stepFunctions.ts'
+} from './stepFunctions.ts'
 
 interface AwsOptions {
   json?: boolean

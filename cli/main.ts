@@ -3,14 +3,14 @@
  * message (the stack with --verbose) and set a non-zero exit code.
  */
 import { Command, Option } from 'commander'
-import { listBackups, readManifest } from '#shared/backupCatalog.ts'
-import { ENGINES, type Engine } from '#shared/backupKeys.ts'
-import { loadSettings } from '#shared/config.ts'
-import { BackupNotFoundError } from '#shared/errors.ts'
-import { humanBytes } from '#shared/humanBytes.ts'
-import { verifyObjectChecksum } from '#shared/objectStore.ts'
-import { setProgressSink } from '#shared/progress.ts'
-import { redact } from '#shared/redact.ts'
+import { listBackups, readManifest } from '#catalog/backupStore.ts'
+import { verifyObjectChecksum } from '#catalog/objectStore.ts'
+import { ENGINES, type Engine } from '#core/backupKeys.ts'
+import { loadSettings } from '#core/config.ts'
+import { BackupNotFoundError } from '#core/errors.ts'
+import { humanBytes } from '#core/humanBytes.ts'
+import { setProgressSink } from '#core/progress.ts'
+import { redact } from '#core/redact.ts'
 import { runAws, showStatus } from './awsMode.ts'
 import { executionProgress } from './progress.ts'
 
@@ -26,7 +26,7 @@ function print(json: boolean, value: unknown, text: () => string): void {
 }
 
 async function runLocal(machine: 'backup' | 'restore', input: Record<string, unknown>) {
-  const { runStateMachine } = await import('../local/runStateMachine.ts')
+  const { runStateMachine } = await import('#cli/local/runStateMachine.ts')
   const progress = executionProgress()
   setProgressSink(progress.onProgress)
   try {

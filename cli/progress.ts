@@ -1,6 +1,6 @@
-import { humanBytes } from '#shared/humanBytes.ts'
-import type { ProgressEvent } from '#shared/progress.ts'
-import type { EventLog } from '../local/runStateMachine.ts'
+import type { EventLog } from '#cli/local/runStateMachine.ts'
+import { humanBytes } from '#core/humanBytes.ts'
+import type { ProgressEvent } from '#core/progress.ts'
 
 /** Draws what a local execution is doing on stderr: each state as it starts and ends, Map counts, bytes. */
 export function executionProgress(stream: NodeJS.WriteStream = process.stderr) {

@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { readManifest } from '#shared/backupCatalog.ts'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { commitClickHouseRestore } from '#shared/clickhouse/restore.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { backupIdSchema, databaseNameSchema } from '#shared/statePayloads.ts'
+import { readManifest } from '#catalog/backupStore.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { commitClickHouseRestore } from '#engines/clickhouse/restore.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   backupId: backupIdSchema,

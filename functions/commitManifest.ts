@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { writeManifest } from '#shared/backupCatalog.ts'
-import { loadSettings } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { MANIFEST_FORMAT_VERSION, type Manifest } from '#shared/manifest.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { engineBackupSchema, executionFields } from '#shared/statePayloads.ts'
-import { TOOL_VERSION } from '#shared/toolVersion.ts'
+import { writeManifest } from '#catalog/backupStore.ts'
+import { loadSettings } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { MANIFEST_FORMAT_VERSION, type Manifest } from '#core/manifest.ts'
+import { engineBackupSchema, executionFields } from '#core/payloads.ts'
+import { TOOL_VERSION } from '#core/toolVersion.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   backups: z.array(engineBackupSchema.nullable()),

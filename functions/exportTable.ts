@@ -1,12 +1,12 @@
 import { z } from 'zod'
-import { tableDataKey } from '#shared/backupKeys.ts'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { exportTableToS3 } from '#shared/clickhouse/exportTable.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import type { StoredObject } from '#shared/manifest.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
-import { backupIdSchema, exportItemSchema } from '#shared/statePayloads.ts'
+import { tableDataKey } from '#core/backupKeys.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import type { StoredObject } from '#core/manifest.ts'
+import { backupIdSchema, exportItemSchema } from '#core/payloads.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { exportTableToS3 } from '#engines/clickhouse/exportTable.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ backupId: backupIdSchema, item: exportItemSchema })
 

@@ -1,10 +1,10 @@
 import { z } from 'zod'
-import { backupIdFor } from '#shared/backupKeys.ts'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { listClickHouseTables } from '#shared/clickhouse/listTables.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
+import { backupIdFor } from '#core/backupKeys.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { listClickHouseTables } from '#engines/clickhouse/listTables.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ startedAt: z.iso.datetime() })
 

@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { withDatabase } from '#shared/databaseUrl.ts'
-import { ConfigError } from '#shared/errors.ts'
-import { logger } from '#shared/logger.ts'
-import { assertSchemaHead, currentSchemaHead, runMigrateCommand } from '#shared/migrate.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
-import { databaseNameSchema } from '#shared/statePayloads.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { withDatabase } from '#core/databaseUrl.ts'
+import { ConfigError } from '#core/errors.ts'
+import { logger } from '#core/logger.ts'
+import { databaseNameSchema } from '#core/payloads.ts'
+import { assertSchemaHead, currentSchemaHead, runMigrateCommand } from '#engines/postgres/migrate.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   /** run: apply the configured strategy (command or none) then check; check: only compare the head. */

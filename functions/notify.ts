@@ -1,17 +1,17 @@
 import { z } from 'zod'
-import { backupIdFor, ENGINES } from '#shared/backupKeys.ts'
-import { getSecret, loadSettings } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { redact } from '#shared/redact.ts'
+import { backupIdFor, ENGINES } from '#core/backupKeys.ts'
+import { getSecret, loadSettings } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { engineSchema } from '#core/payloads.ts'
+import { redact } from '#core/redact.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 import {
   causeSummary,
   failureMessage,
   postToSlack,
   type SlackMessage,
   successMessage,
-} from '#shared/slack.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { engineSchema } from '#shared/statePayloads.ts'
+} from '#notify/slack.ts'
 
 const stateMachine = z.enum(['backup', 'restore'])
 

@@ -1,7 +1,7 @@
 import { z } from 'zod'
-import { loadSettings } from '#shared/config.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { executionFields } from '#shared/statePayloads.ts'
+import { loadSettings } from '#core/config.ts'
+import { executionFields } from '#core/payloads.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   /** The execution input as the operator or the schedule gave it. */

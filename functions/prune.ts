@@ -1,9 +1,9 @@
 import { z } from 'zod'
-import { pruneBackups } from '#shared/backupCatalog.ts'
-import { loadSettings } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { engineSchema } from '#shared/statePayloads.ts'
+import { pruneBackups } from '#catalog/backupStore.ts'
+import { loadSettings } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { engineSchema } from '#core/payloads.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ engines: z.array(engineSchema).min(1), dryRun: z.boolean().optional() })
 

@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { resolveBackup } from '#shared/backupCatalog.ts'
-import { validateClickHouseManifest } from '#shared/clickhouse/restore.ts'
-import { loadSettings } from '#shared/config.ts'
-import { ConfigError, UntrustedInputError } from '#shared/errors.ts'
-import type { Manifest } from '#shared/manifest.ts'
-import { stateHandler } from '#shared/stateHandler.ts'
-import { databaseNameSchema, executionFields } from '#shared/statePayloads.ts'
+import { resolveBackup } from '#catalog/backupStore.ts'
+import { loadSettings } from '#core/config.ts'
+import { ConfigError, UntrustedInputError } from '#core/errors.ts'
+import type { Manifest } from '#core/manifest.ts'
+import { databaseNameSchema, executionFields } from '#core/payloads.ts'
+import { validateClickHouseManifest } from '#engines/clickhouse/restore.ts'
+import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const backupRef = z
   .union([

@@ -1,10 +1,10 @@
 import { z } from 'zod'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { restoreClickHouseObject } from '#shared/clickhouse/restore.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
-import { databaseNameSchema } from '#shared/statePayloads.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import { databaseNameSchema } from '#core/payloads.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { restoreClickHouseObject } from '#engines/clickhouse/restore.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   stagingDatabase: z.string().min(1),

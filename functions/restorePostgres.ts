@@ -1,12 +1,12 @@
 import { z } from 'zod'
-import { readManifest } from '#shared/backupCatalog.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { withDatabase } from '#shared/databaseUrl.ts'
-import { logger } from '#shared/logger.ts'
-import { restorePostgresFromS3 } from '#shared/postgres.ts'
-import { progressReporter } from '#shared/progress.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
-import { backupIdSchema, databaseNameSchema } from '#shared/statePayloads.ts'
+import { readManifest } from '#catalog/backupStore.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { withDatabase } from '#core/databaseUrl.ts'
+import { logger } from '#core/logger.ts'
+import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
+import { progressReporter } from '#core/progress.ts'
+import { restorePostgresFromS3 } from '#engines/postgres.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameSchema.nullable() })
 

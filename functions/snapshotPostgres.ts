@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { backupIdFor, postgresDumpKey } from '#shared/backupKeys.ts'
-import { loadSettings, requireSecret } from '#shared/config.ts'
-import { logger } from '#shared/logger.ts'
-import { dumpPostgresToS3 } from '#shared/postgres.ts'
-import { progressReporter } from '#shared/progress.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
-import type { EngineBackup } from '#shared/statePayloads.ts'
+import { backupIdFor, postgresDumpKey } from '#core/backupKeys.ts'
+import { loadSettings, requireSecret } from '#core/config.ts'
+import { logger } from '#core/logger.ts'
+import type { EngineBackup } from '#core/payloads.ts'
+import { progressReporter } from '#core/progress.ts'
+import { dumpPostgresToS3 } from '#engines/postgres.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ startedAt: z.iso.datetime() })
 

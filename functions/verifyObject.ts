@@ -1,8 +1,8 @@
 import { z } from 'zod'
-import { loadSettings } from '#shared/config.ts'
-import { UntrustedInputError } from '#shared/errors.ts'
-import { verifyObjectChecksum } from '#shared/objectStore.ts'
-import { type StateContext, stateHandler } from '#shared/stateHandler.ts'
+import { verifyObjectChecksum } from '#catalog/objectStore.ts'
+import { loadSettings } from '#core/config.ts'
+import { UntrustedInputError } from '#core/errors.ts'
+import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
   key: z.string().min(1),

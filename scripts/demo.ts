@@ -7,14 +7,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
 import {
   clickhouseContentHash,
   postgresContentHash,
   seedClickHouse,
   seedPostgres,
-} from '../local/sampleData.ts'
-import { startPostgres, startS3 } from '../local/servers.ts'
+} from '#devtools/sampleData.ts'
+import { startPostgres, startS3 } from '#devtools/servers.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
 
 const root = join(import.meta.dirname, '..')
 const scale = Number(process.env.DEMO_SCALE ?? 1)
@@ -34,7 +34,7 @@ const env = {
   LSB_POSTGRES_URL: pgUrl,
   LSB_CLICKHOUSE_URL: chUrl,
   LSB_MIGRATE_STRATEGY: 'command',
-  LSB_MIGRATE_COMMAND: JSON.stringify([process.execPath, join(root, 'local/demoMigration.mjs')]),
+  LSB_MIGRATE_COMMAND: JSON.stringify([process.execPath, join(root, 'devtools/demoMigration.mjs')]),
   LSB_EXPECTED_SCHEMA_HEAD: '0008_feature_flags',
 }
 

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node'
-import { startClickHouseServer, startPostgres, startS3 } from '../local/servers.ts'
+import { startClickHouseServer, startPostgres, startS3 } from '#devtools/servers.ts'
 
 /** Starts the real servers once for the whole run; each test file makes its own databases and prefixes. */
 export default async function setup(project: TestProject) {

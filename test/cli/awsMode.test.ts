@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-sfn'
 import { mockClient } from 'aws-sdk-client-mock'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { buildProgram } from '../../cli/main.ts'
+import { buildProgram } from '#cli/main.ts'
 
 /** Step Functions cannot run here: the CLI's AWS mode is checked at the SDK boundary. */
 const sfn = mockClient(SFNClient)

@@ -3,13 +3,13 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { connectClickHouse } from '#shared/clickhouse/connection.ts'
 import {
   clickhouseContentHash,
   postgresContentHash,
   seedClickHouse,
   seedPostgres,
-} from '../../local/sampleData.ts'
+} from '#devtools/sampleData.ts'
+import { connectClickHouse } from '#engines/clickhouse/connection.ts'
 import { createPostgresDatabase, uniquePrefix } from '../support/env.ts'
 
 const root = join(import.meta.dirname, '../..')

@@ -585,9 +585,9 @@ describe('Function: serverless.yml functions', () => {
     }
   })
 
-  it('passes every setting of shared/config.ts to the functions (LSB_MIGRATE_COMMAND is local only)', () => {
+  it('passes every setting of core/config.ts to the functions (LSB_MIGRATE_COMMAND is local only)', () => {
     // Prepare
-    const config = readFileSync(join(repo, 'shared/config.ts'), 'utf8')
+    const config = readFileSync(join(repo, 'core/config.ts'), 'utf8')
     const settings = [...config.matchAll(/^\s+(LSB_[A-Z0-9_]+):/gm)].map((m) => m[1]!)
     const env = (key: string) => (fns.get(key)!.resource.Properties.Environment as Obj).Variables as Obj
     // Assess

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readManifest } from '#shared/backupCatalog.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { runStateMachine } from '../../local/runStateMachine.ts'
-import { clickhouseContentHash, seedClickHouse } from '../../local/sampleData.ts'
+import { readManifest } from '#catalog/backupStore.ts'
+import { runStateMachine } from '#cli/local/runStateMachine.ts'
+import { clickhouseContentHash, seedClickHouse } from '#devtools/sampleData.ts'
+import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
 import { clickhouseServerUrl, uniquePrefix, useEnv } from '../support/env.ts'
 
 /** The same state machines against Debian's clickhouse-server 18.16 over HTTP. */

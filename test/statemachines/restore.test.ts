@@ -3,22 +3,25 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readManifest } from '#shared/backupCatalog.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#shared/clickhouse/connection.ts'
-import { putBytes } from '#shared/objectStore.ts'
-import { LocalExecutionFailed, runStateMachine } from '../../local/runStateMachine.ts'
+import { readManifest } from '#catalog/backupStore.ts'
+import { putBytes } from '#catalog/objectStore.ts'
+import { LocalExecutionFailed, runStateMachine } from '#cli/local/runStateMachine.ts'
 import {
   clickhouseContentHash,
   postgresContentHash,
   seedClickHouse,
   seedPostgres,
-} from '../../local/sampleData.ts'
+} from '#devtools/sampleData.ts'
+import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
 import { createPostgresDatabase, postgresUrl, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 import { corruptStoredObject, storedFile } from '../support/storedObjects.ts'
 
 const bucket = process.env.LSB_BUCKET!
-const migrate = JSON.stringify([process.execPath, join(import.meta.dirname, '../../local/demoMigration.mjs')])
+const migrate = JSON.stringify([
+  process.execPath,
+  join(import.meta.dirname, '../../devtools/demoMigration.mjs'),
+])
 let pgUrl: string
 let chdbUrl: string
 let ch: ClickHouseConnection

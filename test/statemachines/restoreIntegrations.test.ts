@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runStateMachine } from '../../local/runStateMachine.ts'
-import { seedPostgres } from '../../local/sampleData.ts'
+import { runStateMachine } from '#cli/local/runStateMachine.ts'
+import { seedPostgres } from '#devtools/sampleData.ts'
 import { createPostgresDatabase, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { inject } from 'vitest'
-import { resetConfig } from '#shared/config.ts'
+import { resetConfig } from '#core/config.ts'
 
 /** A Postgres URL for a database on the shared test cluster. */
 export function postgresUrl(database: string): string {

@@ -1,0 +1,180 @@
+/**
+ * Executes a real ASL file locally with aws-local-stepfunctions: every Task whose Resource is
+ * `{"Fn::GetAtt": ["<fn>", "Arn"]}` runs `functions/<fn>.ts`'s middy handler in-process, exactly
+ * as serverless.yml wires it on AWS. Native integrations (ECS, Lambda invoke) need a stand-in.
+ */
+import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Context } from 'aws-lambda'
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions'
+import { lambdaContext } from './lambdaContext.ts'
+
+// aws-local-stepfunctions 3 uses Promise.withResolvers, which Node 20 lacks.
+const promiseWithResolvers = Promise as unknown as { withResolvers?: () => unknown }
+promiseWithResolvers.withResolvers ??= () => {
+  let resolve!: (v: unknown) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+export type MachineName = 'backup' | 'restore'
+type Json = Parameters<StateMachine['run']>[0]
+/** An execution event (the library declares the type but does not export it). */
+export type EventLog =
+  ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never
+type TaskHandler = (input: Json) => Promise<Json>
+
+export interface LocalRunOptions {
+  /** Stand-ins for native integrations by Task state name (Quiesce, MigrateWithEcs, …). */
+  nativeHandlers?: Record<string, TaskHandler>
+  /** Called for every execution event: states entered/exited/failed, map iterations. */
+  onEvent?: (event: EventLog) => void
+  /** Milliseconds between retries instead of the ASL's IntervalSeconds (tests). */
+  retryIntervalMs?: number
+  /** Runs before each Task's handler with the state's name and input: fault injection in tests. */
+  beforeTask?: (state: string, input: unknown) => Promise<void> | void
+  signal?: AbortSignal
+}
+
+export interface LocalRunResult {
+  executionArn: string
+  output: unknown
+}
+
+/** The failure of a local execution, with Step Functions' Error and Cause. */
+export class LocalExecutionFailed extends Error {
+  constructor(
+    readonly error: string,
+    readonly cause_: string,
+    readonly executionArn: string,
+  ) {
+    super(`${error}: ${cause_}`)
+    this.name = 'LocalExecutionFailed'
+  }
+}
+
+interface AslState {
+  Type: string
+  Resource?: unknown
+  ItemProcessor?: { States: Record<string, AslState> }
+  Iterator?: { States: Record<string, AslState> }
+  Branches?: { States: Record<string, AslState> }[]
+}
+
+export function loadDefinition(machine: MachineName): { States: Record<string, AslState> } {
+  return JSON.parse(readFileSync(join(root, 'statemachines', `${machine}.asl.json`), 'utf8'))
+}
+
+/** Every Task state of a definition, nested Map and Parallel states included. */
+export function taskStates(states: Record<string, AslState>): [string, AslState][] {
+  return Object.entries(states).flatMap(([name, state]): [string, AslState][] => {
+    const nested = [state.ItemProcessor, state.Iterator, ...(state.Branches ?? [])].flatMap((p) =>
+      p ? taskStates(p.States) : [],
+    )
+    return state.Type === 'Task' ? [[name, state], ...nested] : nested
+  })
+}
+
+/** The function key of a `{"Fn::GetAtt": [key, "Arn"]}` Resource, or undefined for a native integration. */
+export function functionKeyOf(resource: unknown): string | undefined {
+  const getAtt = (resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt']
+  return getAtt?.[1] === 'Arn' ? getAtt[0] : undefined
+}
+
+async function localHandlers(
+  machine: MachineName,
+  native: Record<string, TaskHandler>,
+): Promise<Record<string, TaskHandler>> {
+  const handlers: Record<string, TaskHandler> = {}
+  for (const [name, state] of taskStates(loadDefinition(machine).States)) {
+    const key = functionKeyOf(state.Resource)
+    if (key) {
+      const module = (await import(join(root, 'functions', `${key}.ts`))) as {
+        handler: (event: unknown, context: Context) => Promise<Json>
+      }
+      handlers[name] = (input) => module.handler(input, lambdaContext(key))
+    } else {
+      handlers[name] =
+        native[name] ??
+        (async () => {
+          const error = new Error(
+            `${name} uses ${String(state.Resource)}, which cannot run locally; configure it off or run on AWS`,
+          )
+          error.name = 'ConfigError'
+          throw error
+        })
+    }
+  }
+  return handlers
+}
+
+/** Runs a state machine locally to its end; throws LocalExecutionFailed with its Error and Cause. */
+export async function runStateMachine(
+  machine: MachineName,
+  input: Record<string, unknown>,
+  options: LocalRunOptions = {},
+): Promise<LocalRunResult> {
+  const definition = loadDefinition(machine)
+  const handlers = await localHandlers(machine, options.nativeHandlers ?? {})
+  if (options.beforeTask) {
+    const before = options.beforeTask
+    for (const [name, run] of Object.entries(handlers)) {
+      handlers[name] = async (input) => {
+        await before(name, input)
+        return run(input)
+      }
+    }
+  }
+  const name = `${machine}-${new Date().toISOString().replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`
+  const executionArn = `arn:aws:states:local:000000000000:execution:langsight-${machine}:${name}`
+  const stateMachine = new StateMachine(definition as never, { validationOptions: { checkArn: false } })
+  const retryIntervalOverrides =
+    options.retryIntervalMs === undefined
+      ? undefined
+      : Object.fromEntries(Object.keys(handlers).map((n) => [n, options.retryIntervalMs!]))
+  const execution = stateMachine.run(input as Json, {
+    overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides },
+    context: {
+      Execution: {
+        Id: executionArn,
+        Name: name,
+        StartTime: new Date().toISOString(),
+        Input: input as Json,
+        RoleArn: 'local',
+      },
+      StateMachine: {
+        Id: `arn:aws:states:local:000000000000:stateMachine:langsight-${machine}`,
+        Name: `langsight-${machine}`,
+      },
+    },
+  })
+  options.signal?.addEventListener('abort', () => execution.abort(), { once: true })
+  const events = (async () => {
+    if (!options.onEvent) return
+    for await (const event of execution.eventLogs) options.onEvent(event)
+  })()
+  try {
+    const output = await execution.result
+    await events
+    return { executionArn, output }
+  } catch (error) {
+    await events.catch(() => {})
+    if (error instanceof ExecutionError) {
+      const cause = error.cause as { name?: string; message?: string } | undefined
+      throw new LocalExecutionFailed(
+        cause?.name ?? 'ExecutionFailed',
+        cause?.message ?? error.message,
+        executionArn,
+      )
+    }
+    throw error
+  }
+}

@@ -1,0 +1,101 @@
+import { createGzip } from 'node:zlib'
+import { uploadStream } from '#catalog/objectStore.ts'
+import { ClickHouseError } from '#core/errors.ts'
+import type { StoredObject } from '#core/manifest.ts'
+import { COALESCE_BYTES, coalesceChunks } from './coalesceChunks.ts'
+import type { ClickHouseConnection } from './connection.ts'
+import { assertTableName } from './ddl.ts'
+import { storedColumns } from './describeDatabase.ts'
+import type { ExportItem } from './listTables.ts'
+import { nativeRowCounter } from './nativeRowCounter.ts'
+import { qualifiedName, quoteIdentifier } from './sql.ts'
+
+/**
+ * Streams one export item — a table, or one partition of it (`WHERE _partition_id = …`, which
+ * ClickHouse 18.16 has too) — as `SELECT <columns> … FORMAT Native`, gzip at `gzipLevel`, into
+ * s3://bucket/key, hashing while it uploads. MATERIALIZED columns are exported with the rest so a
+ * restore does not recompute them. Nothing is staged; a failure anywhere aborts the upload.
+ *
+ * The row count recorded is the count of rows in the stored bytes themselves, read from the
+ * Native block headers as they pass (see nativeRowCounter): exact whatever else is written to
+ * the table meanwhile. It is null only for column types the counter cannot skip.
+ */
+export async function exportTableToS3(
+  conn: ClickHouseConnection,
+  opts: { item: ExportItem; bucket: string; key: string; gzipLevel: number; signal?: AbortSignal },
+): Promise<StoredObject> {
+  const { item } = opts
+  assertTableName(item.table)
+  const columns = await storedColumns(conn, conn.database, item.table)
+  if (columns.length === 0) throw new ClickHouseError(`table ${conn.database}.${item.table} does not exist`)
+  let sql = `SELECT ${columns.map(quoteIdentifier).join(', ')} FROM ${qualifiedName(conn.database, item.table)}`
+  const params: Record<string, unknown> = {}
+  if (item.partitionId !== null) {
+    sql += ' WHERE _partition_id = {partition:String}'
+    params.partition = item.partitionId
+    sql += await partitionKeyPredicate(conn, item.table, item.partitionId)
+  }
+  const source = await conn.exportNative(sql, params, opts.signal)
+  const counter = nativeRowCounter(columns)
+  try {
+    const digest = await uploadStream(source, {
+      bucket: opts.bucket,
+      key: opts.key,
+      // 18.16 answers in ~4 KiB HTTP chunks: joined first, the counter, zlib and the hash run a few
+      // times per MiB instead of hundreds (export of a 567 MiB table: 23.7 s → 10 s).
+      transforms: [
+        coalesceChunks(),
+        counter.stream,
+        createGzip({ level: opts.gzipLevel, chunkSize: COALESCE_BYTES }),
+      ],
+      signal: opts.signal,
+    })
+    return {
+      key: opts.key,
+      bytes: digest.bytes,
+      sha256: digest.sha256,
+      rows: counter.rows(),
+      table: item.table,
+      part: item.part,
+      compression: 'gzip',
+    }
+  } catch (error) {
+    source.destroy()
+    if (error instanceof ClickHouseError) {
+      throw new ClickHouseError(`export of ${conn.database}.${item.table} (${item.part}): ${error.message}`, {
+        cause: error,
+      })
+    }
+    throw error
+  }
+}
+
+/** A partition key we are willing to repeat in a query: a column, or one function of a column. */
+const SIMPLE_PARTITION_KEY = /^[A-Za-z_][A-Za-z0-9_]*(\([A-Za-z_][A-Za-z0-9_]*\))?$/
+/** A partition value as the server prints it: a number, or a quoted string without escapes. */
+const SIMPLE_PARTITION_VALUE = /^(-?\d+|'[^'\\]*')$/
+
+/**
+ * ` AND (<partition key>) = <value>` for one partition, or '' when the key or value is not simple.
+ * ClickHouse before 21.x does not prune parts on `_partition_id` alone, so without this every
+ * partition item of a split table reads the whole table (a 44 MB partition: 0.9 s → 0.35 s).
+ * `_partition_id` stays in the query: this only narrows what is read, it never decides what is.
+ */
+async function partitionKeyPredicate(
+  conn: ClickHouseConnection,
+  table: string,
+  partitionId: string,
+): Promise<string> {
+  const [row] = await conn.query<{ key: string; value: string }>(
+    `SELECT t.partition_key AS key, p.partition AS value
+       FROM system.tables AS t
+       INNER JOIN (SELECT database, table, any(partition) AS partition FROM system.parts
+                   WHERE database = {db:String} AND table = {table:String} AND partition_id = {partition:String} AND active
+                   GROUP BY database, table) AS p
+       ON t.database = p.database AND t.name = p.table
+     WHERE t.database = {db:String} AND t.name = {table:String}`,
+    { db: conn.database, table, partition: partitionId },
+  )
+  if (!row || !SIMPLE_PARTITION_KEY.test(row.key) || !SIMPLE_PARTITION_VALUE.test(row.value)) return ''
+  return ` AND (${row.key}) = ${row.value}`
+}

@@ -1,0 +1,103 @@
+import { uploadStream } from '#catalog/objectStore.ts'
+import { ConfigError, PgDumpError } from '#core/errors.ts'
+import { redact } from '#core/redact.ts'
+import { APPLICATION_NAME, inspectPostgres } from './connectPostgres.ts'
+import { assertDumpToolCompatible, pgToolVersion, spawnPgTool } from './pgTool.ts'
+import { parsePostgresUrl, toolConnectionArgs, toolEnv } from './postgresUrl.ts'
+import { progressMeter } from './progressMeter.ts'
+
+export interface DumpOptions {
+  url: string
+  bucket: string
+  key: string
+  /** gzip level of pg_dump's custom format, 0–9. */
+  compressLevel: number
+  binDir?: string
+  /** Fired before the Lambda timeout: kills pg_dump and aborts the upload. */
+  signal?: AbortSignal
+  /** Bytes stored so far, every few MiB and once at the end. */
+  onProgress?: (bytes: number) => void
+}
+
+export interface DumpResult {
+  bytes: number
+  sha256: string
+  serverVersion: string
+  dumpToolVersion: string
+  database: string
+}
+
+/** Every custom-format archive starts with these bytes; anything else is not a dump, whatever the exit code. */
+const ARCHIVE_MAGIC = Buffer.from('PGDMP')
+
+/**
+ * Preflight (versions), then `pg_dump --format=custom --compress=<level> --no-password` streamed through
+ * uploadStream() into s3://bucket/key while hashing. Nothing is staged on disk or in memory beyond the
+ * multipart queue. A non-zero exit, a signal, an error line on stderr or the abort `signal` aborts the
+ * multipart upload and throws PgDumpError with pg_dump's (redacted) stderr: no object is left at the key.
+ */
+export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult> {
+  const { url, bucket, key, compressLevel, binDir, signal, onProgress } = options
+  if (!Number.isInteger(compressLevel) || compressLevel < 0 || compressLevel > 9) {
+    throw new ConfigError(`pg_dump compress level must be an integer 0–9, got ${compressLevel}`)
+  }
+  const target = parsePostgresUrl(url)
+  const destination = `s3://${bucket}/${key}`
+  const [server, tool] = await Promise.all([inspectPostgres(url), pgToolVersion('pg_dump', binDir)])
+  assertDumpToolCompatible(tool, server)
+  if (signal?.aborted) throw new PgDumpError(`pg_dump of ${target.location} aborted before it started`)
+
+  const args = [
+    '--format=custom',
+    `--compress=${compressLevel}`,
+    '--no-password',
+    ...toolConnectionArgs(target),
+  ]
+  const dump = spawnPgTool(tool.path, args, toolEnv(target, `${APPLICATION_NAME} pg_dump`, tool.path), {
+    stdin: false,
+  })
+  const failure = (what: string, cause?: unknown) =>
+    new PgDumpError(`pg_dump of ${target.location} to ${destination} ${what}`, { cause })
+  const onAbort = () => void dump.stop()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const meter = progressMeter({
+      onProgress,
+      startBytes: ARCHIVE_MAGIC.length,
+      checkStart: (start) => {
+        if (!start.subarray(0, ARCHIVE_MAGIC.length).equals(ARCHIVE_MAGIC)) {
+          throw failure(
+            `produced no custom-format archive (it starts ${JSON.stringify(redact(start.toString('latin1')))})`,
+          )
+        }
+      },
+    })
+    const digest = await uploadStream(dump.child.stdout, {
+      bucket,
+      key,
+      transforms: [meter],
+      signal,
+      // The object is completed only once pg_dump has exited cleanly: a dump cut short is never stored.
+      beforeComplete: async () => {
+        const exit = await dump.closed
+        if (dump.failed(exit)) throw failure(`failed, ${dump.describe(exit)}`)
+      },
+    })
+    return {
+      bytes: digest.bytes,
+      sha256: digest.sha256,
+      serverVersion: server.serverVersion,
+      dumpToolVersion: tool.version,
+      database: target.database,
+    }
+  } catch (error) {
+    const exit = await dump.stop()
+    if (signal?.aborted)
+      throw failure(`aborted (${redact(String(signal.reason))}), ${dump.describe(exit)}`, error)
+    if (dump.reportedFailure(exit)) throw failure(`failed, ${dump.describe(exit)}`, error)
+    // Our own check failed, or S3 did first (pg_dump then died of the broken pipe): that error is the one to act on.
+    throw error
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}

@@ -1,0 +1,263 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Engine } from '#core/backupKeys.ts'
+import { NotifyError, UntrustedInputError } from '#core/errors.ts'
+import { humanBytes } from '#core/humanBytes.ts'
+import { redact, registerSecret } from '#core/redact.ts'
+
+export interface FailureNotice {
+  stateMachine: 'backup' | 'restore'
+  failedState: string
+  error: string
+  /** Step Functions' Cause: often a JSON string `{errorType, errorMessage, trace}` from Lambda. */
+  cause: string
+  backupIds: Record<string, string>
+  executionArn?: string
+  region: string
+}
+
+export interface SuccessNotice {
+  stateMachine: 'backup' | 'restore'
+  backups: { engine: Engine; backupId: string; bytes: number; rows: number | null; objects: number }[]
+  startedAt: string
+  finishedAt: string
+  executionArn?: string
+  region: string
+  pruned?: number
+}
+
+type Text = { type: 'mrkdwn' | 'plain_text'; text: string }
+export type SlackBlock =
+  | { type: 'header'; text: Text }
+  | { type: 'section'; text?: Text; fields?: Text[] }
+  | { type: 'context'; elements: Text[] }
+
+/** An incoming-webhook payload: `text` is the notification fallback, `blocks` the message. */
+export interface SlackMessage {
+  text: string
+  blocks: SlackBlock[]
+}
+
+/** Longest cause shown; Slack's section text limit is 3000 characters. */
+export const CAUSE_MAX_CHARS = 1500
+
+const ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:(execution|express):[A-Za-z0-9_.:-]+$/
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/
+
+/** The Step Functions console page of an execution. */
+export function consoleUrl(executionArn: string, region: string): string {
+  if (!REGION.test(region)) throw new UntrustedInputError(`not an AWS region: ${JSON.stringify(region)}`)
+  if (!ARN.test(executionArn) || executionArn.length > 2048)
+    throw new UntrustedInputError(`not a Step Functions execution ARN: ${JSON.stringify(executionArn)}`)
+  return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${executionArn}`
+}
+
+/**
+ * The readable part of a Step Functions Cause: Lambda's `errorMessage` (the trace dropped), or
+ * the text itself. Redacted BEFORE it is shortened, so a cut can never leave half a secret.
+ */
+export function causeSummary(cause: string): string {
+  let text = cause.trim()
+  try {
+    const parsed: unknown = JSON.parse(text)
+    if (parsed && typeof parsed === 'object') {
+      const { errorMessage, trace, stackTrace, stack, ...rest } = parsed as Record<string, unknown>
+      text = typeof errorMessage === 'string' ? errorMessage : JSON.stringify(rest)
+    } else if (typeof parsed === 'string') {
+      text = parsed
+    }
+  } catch {
+    // plain text
+  }
+  return truncate(redact(text), CAUSE_MAX_CHARS)
+}
+
+/** The failure message: state machine, failed state, error, cause, backup ids and a link to the execution. */
+export function failureMessage(n: FailureNotice): SlackMessage {
+  const what = n.stateMachine === 'backup' ? 'Backup' : 'Restore'
+  const link = executionLink(n.executionArn, n.region)
+  const ids = Object.entries(n.backupIds)
+  const cause = causeSummary(n.cause)
+  const blocks: SlackBlock[] = [
+    { type: 'header', text: plain(`${what} failed in ${n.failedState}`) },
+    {
+      type: 'section',
+      fields: [
+        md(`*State*\n${esc(n.failedState)}`),
+        md(`*Error*\n\`${esc(truncate(redact(n.error), 200)).replaceAll('`', "'")}\``),
+        md(
+          `*Backup ids*\n${ids.length ? ids.map(([k, v]) => `${esc(k)}: \`${esc(v)}\``).join('\n') : 'none'}`,
+        ),
+        md(`*Region*\n${esc(n.region)}`),
+      ],
+    },
+    {
+      type: 'section',
+      text: md(
+        cause ? `*Cause*\n\`\`\`${esc(cause).replaceAll('```', "'''")}\`\`\`` : '*Cause*\n(none given)',
+      ),
+    },
+  ]
+  if (link) blocks.push({ type: 'section', text: md(link) })
+  return {
+    text: truncate(
+      redact(`:rotating_light: langsight-backup: ${n.stateMachine} failed in ${n.failedState}: ${n.error}`),
+      300,
+    ),
+    blocks,
+  }
+}
+
+/** The success summary: per backup its id, size, rows and objects; the duration; what was pruned. */
+export function successMessage(n: SuccessNotice): SlackMessage {
+  const what = n.stateMachine === 'backup' ? 'Backup' : 'Restore'
+  const duration = formatDuration(Date.parse(n.finishedAt) - Date.parse(n.startedAt))
+  const total = n.backups.reduce((sum, b) => sum + b.bytes, 0)
+  const lines = n.backups.map(
+    (b) =>
+      `• *${b.engine}* \`${esc(b.backupId)}\`: ${humanBytes(b.bytes)}, ` +
+      `${b.rows === null ? 'rows not counted' : `${formatCount(b.rows)} rows`}, ${formatCount(b.objects)} object(s)`,
+  )
+  const blocks: SlackBlock[] = [
+    { type: 'header', text: plain(`${what} succeeded`) },
+    { type: 'section', text: md(lines.length ? lines.join('\n') : 'no backups') },
+    {
+      type: 'context',
+      elements: [
+        md(
+          `took ${duration} · ${humanBytes(total)} in total` +
+            (n.pruned === undefined ? '' : ` · ${formatCount(n.pruned)} old backup(s) pruned`) +
+            ` · ${esc(n.region)}`,
+        ),
+      ],
+    },
+  ]
+  const link = executionLink(n.executionArn, n.region)
+  if (link) blocks.push({ type: 'section', text: md(link) })
+  return {
+    text: redact(
+      `:white_check_mark: langsight-backup: ${n.stateMachine} succeeded (${humanBytes(total)}, ${duration})`,
+    ),
+    blocks,
+  }
+}
+
+export interface PostOptions {
+  signal?: AbortSignal
+  /** Per attempt; default 10 s. */
+  timeoutMs?: number
+  /** Longest wait honoured from a Retry-After header; default 5 s. */
+  maxRetryAfterMs?: number
+}
+
+/**
+ * Posts a message to a Slack incoming webhook, retrying once on 429, 5xx or a dropped
+ * connection (honouring Retry-After up to a cap). Any failure is a NotifyError whose message
+ * never contains the webhook URL: the URL is the credential.
+ */
+export async function postToSlack(
+  webhookUrl: string,
+  message: SlackMessage,
+  opts: PostOptions = {},
+): Promise<void> {
+  registerSecret(webhookUrl)
+  let url: URL
+  try {
+    url = new URL(webhookUrl)
+  } catch {
+    // The TypeError carries the input: it is not attached.
+    throw new NotifyError('the Slack webhook URL is not a valid URL')
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new NotifyError(`the Slack webhook URL must be https, not ${url.protocol}`)
+  const timeoutMs = opts.timeoutMs ?? 10_000
+  const maxRetryAfterMs = opts.maxRetryAfterMs ?? 5_000
+  const body = JSON.stringify(message)
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await attemptPost(url, body, timeoutMs, opts.signal)
+    if (outcome.ok) return
+    if (!outcome.retryable || attempt >= 2) throw new NotifyError(redact(outcome.problem))
+    const waitMs = Math.min(outcome.retryAfterMs ?? 1_000, maxRetryAfterMs)
+    await sleep(waitMs, undefined, { signal: opts.signal }).catch(() => {
+      throw new NotifyError(`aborted while waiting to retry after: ${redact(outcome.problem)}`)
+    })
+  }
+}
+
+type Attempt = { ok: true } | { ok: false; retryable: boolean; problem: string; retryAfterMs?: number }
+
+async function attemptPost(
+  url: URL,
+  body: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Attempt> {
+  const timeout = AbortSignal.timeout(timeoutMs)
+  let response: Response
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      // A webhook does not redirect; following one would send the message somewhere else.
+      redirect: 'manual',
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    })
+  } catch (error) {
+    if (signal?.aborted) return { ok: false, retryable: false, problem: 'posting to Slack was aborted' }
+    if (timeout.aborted)
+      return { ok: false, retryable: false, problem: `Slack did not answer within ${timeoutMs} ms` }
+    // fetch's own messages name the host at most; only the code of the cause is kept.
+    const cause = (error as { cause?: { code?: string } }).cause
+    return {
+      ok: false,
+      retryable: true,
+      problem: `cannot reach Slack at ${url.host}: ${cause?.code ?? (error as Error).name}`,
+    }
+  }
+  const text = await response.text().catch(() => '')
+  if (response.ok) return { ok: true }
+  const problem = `Slack answered ${response.status} ${response.statusText}${text ? `: ${truncate(text, 200)}` : ''}`
+  const retryable = response.status === 429 || response.status >= 500
+  return { ok: false, retryable, problem, retryAfterMs: retryAfter(response.headers.get('retry-after')) }
+}
+
+/** Retry-After in seconds or as an HTTP date, in milliseconds. */
+function retryAfter(header: string | null): number | undefined {
+  if (!header) return undefined
+  if (/^\d+$/.test(header.trim())) return Number(header) * 1000
+  const at = Date.parse(header)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
+}
+
+function executionLink(executionArn: string | undefined, region: string): string | undefined {
+  if (!executionArn) return undefined
+  try {
+    return `<${consoleUrl(executionArn, region)}|Open the execution in the Step Functions console>`
+  } catch {
+    // A malformed ARN must not cost the notification; it still shows as text.
+    return `execution: ${esc(redact(executionArn))}`
+  }
+}
+
+/** 3_723_000 ms → "1h 2m 3s". */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return 'unknown time'
+  const s = Math.round(ms / 1000)
+  const parts = [
+    [Math.floor(s / 3600), 'h'],
+    [Math.floor((s % 3600) / 60), 'm'],
+    [s % 60, 's'],
+  ] as const
+  const first = parts.findIndex(([n]) => n > 0)
+  return parts
+    .slice(first === -1 ? 2 : first)
+    .map(([n, u]) => `${n}${u}`)
+    .join(' ')
+}
+
+const formatCount = (n: number) => n.toLocaleString('en-US')
+const truncate = (s: string, max: number) => (s.length <= max ? s : `${s.slice(0, max - 1)}…`)
+/** Slack mrkdwn treats &, < and > as control characters; everything shown is redacted first. */
+const esc = (s: string) => redact(s).replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+const md = (text: string): Text => ({ type: 'mrkdwn', text })
+const plain = (text: string): Text => ({ type: 'plain_text', text: truncate(redact(text), 150) })

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest'
+import { loadSettings } from '#core/config.ts'
+import { ConfigError } from '#core/errors.ts'
+
+describe('Function: loadSettings', () => {
+  const base = { LSB_BUCKET: 'langsight-backups' }
+
+  it('fills the runbook defaults', () => {
+    const s = loadSettings({ ...base })
+    expect(s.LSB_PREFIX).toBe('langsight-backups')
+    expect([s.LSB_RETENTION_POSTGRES_DAYS, s.LSB_RETENTION_CLICKHOUSE_DAYS, s.LSB_KEEP_LAST]).toEqual([
+      30, 84, 3,
+    ])
+    expect(s.LSB_QUIESCE_SERVICES).toBeUndefined()
+  })
+
+  it('parses the JSON settings: a migration argv and the services to quiesce', () => {
+    const s = loadSettings({
+      ...base,
+      LSB_MIGRATE_COMMAND: '["uv","run","alembic","upgrade","head"]',
+      LSB_QUIESCE_SERVICES: '[{"cluster":"langsight","service":"api","desiredCount":2}]',
+    })
+    expect(s.LSB_MIGRATE_COMMAND).toEqual(['uv', 'run', 'alembic', 'upgrade', 'head'])
+    expect(s.LSB_QUIESCE_SERVICES).toEqual([{ cluster: 'langsight', service: 'api', desiredCount: 2 }])
+  })
+
+  it.each([
+    ['LSB_MIGRATE_COMMAND', 'alembic upgrade head', /LSB_MIGRATE_COMMAND: not JSON/],
+    ['LSB_MIGRATE_COMMAND', '[]', /LSB_MIGRATE_COMMAND: must name a command/],
+    ['LSB_QUIESCE_SERVICES', '{"cluster":"x"}', /LSB_QUIESCE_SERVICES/],
+    ['LSB_QUIESCE_SERVICES', '[{"cluster":"x","service":"api","desiredCount":-1}]', /LSB_QUIESCE_SERVICES/],
+    ['LSB_BUCKET', 'Not_A_Bucket', /LSB_BUCKET: must be an S3 bucket name/],
+    ['LSB_PREFIX', 'a/../b', /LSB_PREFIX/],
+    ['LSB_KEEP_LAST', '0', /LSB_KEEP_LAST/],
+  ])('refuses %s=%s with an error naming the variable', (name, value, message) => {
+    const load = () => loadSettings({ ...base, [name]: value })
+    expect(load).toThrow(ConfigError)
+    expect(load).toThrow(message)
+  })
+})
