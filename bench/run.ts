@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
-import { readManifest } from '#catalog/backupStore.ts'
+import { BackupStore } from '#catalog/backupStore.ts'
 import { listObjects } from '#catalog/objectStore.ts'
 import { loadSettings } from '#core/config.ts'
 import { humanBytes } from '#core/humanBytes.ts'
 import { clickhouseContentHash, postgresContentHash } from '#devtools/sampleData.ts'
 import { startPostgres, startS3 } from '#devtools/servers.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import { startBenchClickHouse } from './clickhouseServer.ts'
 import { dataSizes, generateBenchData } from './generateData.ts'
 import { killRunningChildren } from './measure.ts'
@@ -183,7 +183,7 @@ async function oursBackup(
     checkout,
   })
   const ids = JSON.parse(run.stdout) as { postgres?: string; clickhouse: string }
-  const manifest = await readManifest(s3.bucket, prefix, 'clickhouse', ids.clickhouse)
+  const manifest = await new BackupStore(s3.bucket, prefix).readManifest('clickhouse', ids.clickhouse)
   const parts: Record<string, number> = {}
   for (const o of manifest.objects) parts[o.table!] = (parts[o.table!] ?? 0) + 1
   return { name, checkout, prefix, env, engine, run, stored: await bytesUnder(prefix), parts }
@@ -279,8 +279,8 @@ try {
     report.steps = await measureSteps({
       env: main.env,
       scratchPrefix: 'steps',
-      postgres: await readManifest(s3.bucket, main.prefix, 'postgres', ids.postgres),
-      clickhouse: await readManifest(s3.bucket, main.prefix, 'clickhouse', ids.clickhouse),
+      postgres: await new BackupStore(s3.bucket, main.prefix).readManifest('postgres', ids.postgres),
+      clickhouse: await new BackupStore(s3.bucket, main.prefix).readManifest('clickhouse', ids.clickhouse),
       clickhouseConn: conn,
       dropPostgresDatabase: async (name) => {
         const admin = new pg.Client({ connectionString: pgServer.url('postgres') })

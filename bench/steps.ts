@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path'
 import type { Manifest } from '#core/manifest.ts'
+import { restoreNames } from '#core/names.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { type Measurement, measure } from './measure.ts'
 
@@ -81,18 +82,18 @@ export async function measureSteps(opts: {
         'staging tables',
       )
     ).stdout,
-  ) as { stagingDatabase: string; items: { key: string }[] }
+  ) as { targetDatabase: string; items: { key: string }[] }
   const restoreItem = prepared.items.find((i) => i.key === biggest.key)!
   try {
     results.push(
       await step(
         'restoreClickHouseObject',
-        { stagingDatabase: prepared.stagingDatabase, item: restoreItem },
+        { targetDatabase: prepared.targetDatabase, item: restoreItem },
         `${item.table} ${part}, ${mib(biggest.bytes)}`,
       ),
     )
   } finally {
-    await opts.clickhouseConn.command(`DROP DATABASE IF EXISTS \`${prepared.stagingDatabase}\``)
+    await opts.clickhouseConn.command(`DROP DATABASE IF EXISTS \`${restoreNames(SCRATCH).staging}\``)
   }
   try {
     results.push(

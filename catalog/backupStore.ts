@@ -7,6 +7,7 @@ import {
   engineDir,
   manifestKey,
 } from '#core/backupKeys.ts'
+import { loadSettings } from '#core/config.ts'
 import { BackupNotFoundError, ManifestError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { type Manifest, parseManifest } from '#core/manifest.ts'
@@ -17,124 +18,6 @@ import { type BackupListing, type PruneDecision, planPrune, type RetentionPolicy
 /** Manifests read at once while listing: enough to hide latency, few enough not to be throttled. */
 const MANIFEST_READS_IN_FLIGHT = 8
 
-/**
- * Every backup of one engine below `<prefix>/<engine>/`, sorted by id. Keys that are not below a
- * valid `<backupId>/` directory are ignored (and so never pruned). A backup is complete when its
- * manifest parses and names the place it was found in; an existing but invalid manifest is reported
- * in `manifestProblem`. S3 errors are thrown, never taken for a missing manifest.
- */
-export async function listBackups(bucket: string, prefix: string, engine: Engine): Promise<BackupListing[]> {
-  const groups = await groupObjects(bucket, prefix, engine)
-  const listings: BackupListing[] = []
-  const ids = [...groups.keys()].sort()
-  for (let i = 0; i < ids.length; i += MANIFEST_READS_IN_FLIGHT) {
-    const batch = ids.slice(i, i + MANIFEST_READS_IN_FLIGHT)
-    listings.push(
-      ...(await Promise.all(batch.map((id) => toListing(bucket, prefix, engine, id, groups.get(id)!)))),
-    )
-  }
-  return listings
-}
-
-/**
- * Reads and validates one backup's manifest.
- * @throws BackupNotFoundError when there is no manifest (the message says whether objects exist: an incomplete backup)
- * @throws ManifestError when the manifest is not JSON or fails its schema
- * @throws UntrustedInputError when the manifest names another engine, backup id or prefix than where it was found
- */
-export async function readManifest(
-  bucket: string,
-  prefix: string,
-  engine: Engine,
-  backupId: string,
-): Promise<Manifest> {
-  const key = manifestKey(prefix, engine, backupId)
-  const where = `s3://${bucket}/${key}`
-  const text = await getText(bucket, key)
-  if (text === undefined) {
-    let objects = 0
-    for await (const _ of listObjects(bucket, backupDir(prefix, engine, backupId))) objects++
-    throw new BackupNotFoundError(
-      objects > 0
-        ? `${engine} backup ${backupId} at s3://${bucket}/${backupDir(prefix, engine, backupId)} is an incomplete backup: ` +
-            `${objects} object(s) but no manifest.json (it failed or is still being written)`
-        : `no ${engine} backup ${backupId} under s3://${bucket}/${engineDir(prefix, engine)}`,
-    )
-  }
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (error) {
-    throw new ManifestError(`manifest ${where} is not valid JSON: ${redact((error as Error).message)}`)
-  }
-  const manifest = parseManifest(json, where)
-  const mismatches = (
-    [
-      ['engine', manifest.engine, engine],
-      ['backupId', manifest.backupId, backupId],
-      ['prefix', manifest.prefix, prefix],
-    ] as const
-  ).filter(([, found, expected]) => found !== expected)
-  if (mismatches.length > 0) {
-    // A manifest copied or moved from elsewhere would point a restore at objects it does not describe.
-    throw new UntrustedInputError(
-      `manifest ${where} does not belong where it was found: ${mismatches
-        .map(
-          ([field, found, expected]) =>
-            `${field} is ${JSON.stringify(found)}, expected ${JSON.stringify(expected)}`,
-        )
-        .join('; ')}`,
-    )
-  }
-  return manifest
-}
-
-/**
- * The manifest of a backup id, or of the newest complete backup for `latest`. Incomplete
- * backups and invalid manifests are skipped for `latest` (with a warning), never chosen.
- */
-export async function resolveBackup(
-  bucket: string,
-  prefix: string,
-  engine: Engine,
-  idOrLatest: string,
-): Promise<Manifest> {
-  if (idOrLatest !== 'latest') {
-    assertBackupId(idOrLatest)
-    return readManifest(bucket, prefix, engine, idOrLatest)
-  }
-  const groups = await groupObjects(bucket, prefix, engine)
-  const newestFirst = [...groups.keys()].sort().reverse()
-  for (const id of newestFirst) {
-    if (!groups.get(id)!.some((o) => o.key === manifestKey(prefix, engine, id))) continue
-    try {
-      return await readManifest(bucket, prefix, engine, id)
-    } catch (error) {
-      if (!(error instanceof ManifestError || error instanceof UntrustedInputError)) throw error
-      logger.warn('skipping a backup with an invalid manifest', {
-        engine,
-        backupId: id,
-        error: error.message,
-      })
-    }
-  }
-  throw new BackupNotFoundError(
-    `no complete ${engine} backup under s3://${bucket}/${engineDir(prefix, engine)} ` +
-      `(${groups.size} backup id(s) found, none with a valid manifest)`,
-  )
-}
-
-/** Validates a manifest and writes it to `<prefix>/<engine>/<backupId>/manifest.json`; returns the key. */
-export async function writeManifest(bucket: string, manifest: Manifest): Promise<string> {
-  const valid = parseManifest(
-    manifest,
-    `for backup ${String(manifest?.engine)}/${String(manifest?.backupId)}`,
-  )
-  const key = manifestKey(valid.prefix, valid.engine, valid.backupId)
-  await putBytes(bucket, key, `${JSON.stringify(valid, null, 2)}\n`, 'application/json')
-  return key
-}
-
 export interface PruneReport {
   engine: Engine
   dryRun: boolean
@@ -143,117 +26,238 @@ export interface PruneReport {
 }
 
 export interface PruneOptions {
-  bucket: string
-  prefix: string
-  engine: Engine
   policy: RetentionPolicy
   now: Date
   dryRun: boolean
 }
 
 /**
- * Applies the retention policy to one engine's backups (see {@link planPrune}). A dry run
- * reports the same plan and deletes nothing. For each backup the manifest is deleted FIRST:
- * the backup stops existing before its data goes, so a prune interrupted half-way leaves an
- * incomplete backup (objects without a manifest, removed by a later prune), never a manifest
- * that promises objects which are gone.
+ * The backups below one bucket and prefix: listing, manifests, `latest`, and prune. Every key it
+ * reads or deletes is checked to lie below `<prefix>/<engine>/<backupId>/`.
  */
-export async function pruneBackups(opts: PruneOptions): Promise<PruneReport> {
-  const { bucket, prefix, engine, dryRun } = opts
-  const plan = planPrune(await listBackups(bucket, prefix, engine), opts.policy, opts.now)
-  const report: PruneReport = { engine, dryRun, removed: [], kept: [] }
-  for (const decision of plan) {
-    if (decision.action === 'keep') {
-      report.kept.push({ backupId: decision.backupId, reason: decision.reason })
-      continue
+export class BackupStore {
+  constructor(
+    readonly bucket: string,
+    readonly prefix: string,
+  ) {}
+
+  /**
+   * Every backup of one engine below `<prefix>/<engine>/`, sorted by id. Keys that are not below a
+   * valid `<backupId>/` directory are ignored (and so never pruned). A backup is complete when its
+   * manifest parses and names the place it was found in; an existing but invalid manifest is reported
+   * in `manifestProblem`. S3 errors are thrown, never taken for a missing manifest.
+   */
+  async list(engine: Engine): Promise<BackupListing[]> {
+    const groups = await this.groupObjects(engine)
+    const listings: BackupListing[] = []
+    const ids = [...groups.keys()].sort()
+    for (let i = 0; i < ids.length; i += MANIFEST_READS_IN_FLIGHT) {
+      const batch = ids.slice(i, i + MANIFEST_READS_IN_FLIGHT)
+      listings.push(...(await Promise.all(batch.map((id) => this.toListing(engine, id, groups.get(id)!)))))
     }
-    if (!dryRun) {
-      try {
-        await deleteBackupObjects(bucket, prefix, engine, decision)
-      } catch (error) {
-        // Same error (its name drives the state machine's Retry/Catch), with where the prune stopped.
-        if (error instanceof Error) {
-          const done = report.removed.map((r) => r.backupId).join(', ') || 'none'
-          error.message = redact(
-            `prune of ${engine} backup ${decision.backupId} failed (already removed: ${done}): ${error.message}`,
-          )
-        }
-        throw error
-      }
-      logger.info('pruned backup', { engine, backupId: decision.backupId, reason: decision.reason })
-    }
-    report.removed.push({
-      backupId: decision.backupId,
-      reason: decision.reason,
-      objects: decision.keys.length,
-      bytes: decision.bytes,
-    })
+    return listings
   }
-  return report
-}
 
-async function deleteBackupObjects(bucket: string, prefix: string, engine: Engine, d: PruneDecision) {
-  // The listing produced these keys, but a delete is not undoable: check each one again.
-  const dir = backupDir(prefix, engine, d.backupId)
-  const outside = d.keys.find((k) => !k.startsWith(dir))
-  if (outside !== undefined) throw new UntrustedInputError(`refusing to prune ${outside}: not inside ${dir}`)
-  const manifest = manifestKey(prefix, engine, d.backupId)
-  if (d.keys.includes(manifest)) await deleteObjects(bucket, [manifest])
-  await deleteObjects(
-    bucket,
-    d.keys.filter((k) => k !== manifest),
-  )
-}
-
-/** Objects below `<prefix>/<engine>/<backupId>/`, by backup id; anything else below the engine is left out. */
-async function groupObjects(
-  bucket: string,
-  prefix: string,
-  engine: Engine,
-): Promise<Map<string, ListedObject[]>> {
-  const groups = new Map<string, ListedObject[]>()
-  for await (const object of listObjects(bucket, engineDir(prefix, engine))) {
-    const id = backupIdOfKey(prefix, engine, object.key)
-    // `<engine>/<id>` as an object of its own is not below the backup's directory.
-    if (!id || !object.key.startsWith(backupDir(prefix, engine, id))) continue
-    const group = groups.get(id)
-    if (group) group.push(object)
-    else groups.set(id, [object])
-  }
-  return groups
-}
-
-async function toListing(
-  bucket: string,
-  prefix: string,
-  engine: Engine,
-  backupId: string,
-  objects: ListedObject[],
-): Promise<BackupListing> {
-  const listing: BackupListing = {
-    engine,
-    backupId,
-    startedAt: backupTime(backupId),
-    complete: false,
-    keys: objects.map((o) => o.key).sort(),
-    bytes: objects.reduce((sum, o) => sum + o.bytes, 0),
-    lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
-  }
-  if (!objects.some((o) => o.key === manifestKey(prefix, engine, backupId))) return listing
-  try {
-    await readManifest(bucket, prefix, engine, backupId)
-    listing.complete = true
-  } catch (error) {
-    // Only a judgement on the manifest itself counts; an S3 failure must not make a good backup look prunable.
-    if (
-      !(
-        error instanceof ManifestError ||
-        error instanceof UntrustedInputError ||
-        error instanceof BackupNotFoundError
+  /**
+   * Reads and validates one backup's manifest.
+   * @throws BackupNotFoundError when there is no manifest (the message says whether objects exist: an incomplete backup)
+   * @throws ManifestError when the manifest is not JSON or fails its schema
+   * @throws UntrustedInputError when the manifest names another engine, backup id or prefix than where it was found
+   */
+  async readManifest(engine: Engine, backupId: string): Promise<Manifest> {
+    const { bucket, prefix } = this
+    const key = manifestKey(prefix, engine, backupId)
+    const where = `s3://${bucket}/${key}`
+    const text = await getText(bucket, key)
+    if (text === undefined) {
+      let objects = 0
+      for await (const _ of listObjects(bucket, backupDir(prefix, engine, backupId))) objects++
+      throw new BackupNotFoundError(
+        objects > 0
+          ? `${engine} backup ${backupId} at s3://${bucket}/${backupDir(prefix, engine, backupId)} is an incomplete backup: ` +
+              `${objects} object(s) but no manifest.json (it failed or is still being written)`
+          : `no ${engine} backup ${backupId} under s3://${bucket}/${engineDir(prefix, engine)}`,
       )
-    )
-      throw error
-    listing.manifestProblem = error.message
+    }
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (error) {
+      throw new ManifestError(`manifest ${where} is not valid JSON: ${redact((error as Error).message)}`)
+    }
+    const manifest = parseManifest(json, where)
+    const mismatches = (
+      [
+        ['engine', manifest.engine, engine],
+        ['backupId', manifest.backupId, backupId],
+        ['prefix', manifest.prefix, prefix],
+      ] as const
+    ).filter(([, found, expected]) => found !== expected)
+    if (mismatches.length > 0) {
+      // A manifest copied or moved from elsewhere would point a restore at objects it does not describe.
+      throw new UntrustedInputError(
+        `manifest ${where} does not belong where it was found: ${mismatches
+          .map(
+            ([field, found, expected]) =>
+              `${field} is ${JSON.stringify(found)}, expected ${JSON.stringify(expected)}`,
+          )
+          .join('; ')}`,
+      )
+    }
+    return manifest
   }
-  return listing
+
+  /**
+   * The manifest of a backup id, or of the newest complete backup for `latest`. Incomplete
+   * backups and invalid manifests are skipped for `latest` (with a warning), never chosen.
+   */
+  async resolve(engine: Engine, idOrLatest: string): Promise<Manifest> {
+    const { bucket, prefix } = this
+    if (idOrLatest !== 'latest') {
+      assertBackupId(idOrLatest)
+      return this.readManifest(engine, idOrLatest)
+    }
+    const groups = await this.groupObjects(engine)
+    const newestFirst = [...groups.keys()].sort().reverse()
+    for (const id of newestFirst) {
+      if (!groups.get(id)!.some((o) => o.key === manifestKey(prefix, engine, id))) continue
+      try {
+        return await this.readManifest(engine, id)
+      } catch (error) {
+        if (!(error instanceof ManifestError || error instanceof UntrustedInputError)) throw error
+        logger.warn('skipping a backup with an invalid manifest', {
+          engine,
+          backupId: id,
+          error: error.message,
+        })
+      }
+    }
+    throw new BackupNotFoundError(
+      `no complete ${engine} backup under s3://${bucket}/${engineDir(prefix, engine)} ` +
+        `(${groups.size} backup id(s) found, none with a valid manifest)`,
+    )
+  }
+
+  /** Validates a manifest and writes it to `<prefix>/<engine>/<backupId>/manifest.json`; returns the key. */
+  async writeManifest(manifest: Manifest): Promise<string> {
+    const valid = parseManifest(
+      manifest,
+      `for backup ${String(manifest?.engine)}/${String(manifest?.backupId)}`,
+    )
+    if (valid.prefix !== this.prefix) {
+      throw new UntrustedInputError(
+        `manifest of ${valid.backupId} names prefix ${valid.prefix}, not ${this.prefix}`,
+      )
+    }
+    const key = manifestKey(valid.prefix, valid.engine, valid.backupId)
+    await putBytes(this.bucket, key, `${JSON.stringify(valid, null, 2)}\n`, 'application/json')
+    return key
+  }
+
+  /**
+   * Applies the retention policy to one engine's backups (see {@link planPrune}). A dry run
+   * reports the same plan and deletes nothing. For each backup the manifest is deleted FIRST:
+   * the backup stops existing before its data goes, so a prune interrupted half-way leaves an
+   * incomplete backup (objects without a manifest, removed by a later prune), never a manifest
+   * that promises objects which are gone.
+   */
+  async prune(engine: Engine, opts: PruneOptions): Promise<PruneReport> {
+    const { dryRun } = opts
+    const plan = planPrune(await this.list(engine), opts.policy, opts.now)
+    const report: PruneReport = { engine, dryRun, removed: [], kept: [] }
+    for (const decision of plan) {
+      if (decision.action === 'keep') {
+        report.kept.push({ backupId: decision.backupId, reason: decision.reason })
+        continue
+      }
+      if (!dryRun) {
+        try {
+          await this.deleteBackupObjects(engine, decision)
+        } catch (error) {
+          // Same error (its name drives the state machine's Retry/Catch), with where the prune stopped.
+          if (error instanceof Error) {
+            const done = report.removed.map((r) => r.backupId).join(', ') || 'none'
+            error.message = redact(
+              `prune of ${engine} backup ${decision.backupId} failed (already removed: ${done}): ${error.message}`,
+            )
+          }
+          throw error
+        }
+        logger.info('pruned backup', { engine, backupId: decision.backupId, reason: decision.reason })
+      }
+      report.removed.push({
+        backupId: decision.backupId,
+        reason: decision.reason,
+        objects: decision.keys.length,
+        bytes: decision.bytes,
+      })
+    }
+    return report
+  }
+
+  private async deleteBackupObjects(engine: Engine, d: PruneDecision) {
+    const { bucket, prefix } = this
+    // The listing produced these keys, but a delete is not undoable: check each one again.
+    const dir = backupDir(prefix, engine, d.backupId)
+    const outside = d.keys.find((k) => !k.startsWith(dir))
+    if (outside !== undefined)
+      throw new UntrustedInputError(`refusing to prune ${outside}: not inside ${dir}`)
+    const manifest = manifestKey(prefix, engine, d.backupId)
+    if (d.keys.includes(manifest)) await deleteObjects(bucket, [manifest])
+    await deleteObjects(
+      bucket,
+      d.keys.filter((k) => k !== manifest),
+    )
+  }
+
+  /** Objects below `<prefix>/<engine>/<backupId>/`, by backup id; anything else below the engine is left out. */
+  private async groupObjects(engine: Engine): Promise<Map<string, ListedObject[]>> {
+    const { bucket, prefix } = this
+    const groups = new Map<string, ListedObject[]>()
+    for await (const object of listObjects(bucket, engineDir(prefix, engine))) {
+      const id = backupIdOfKey(prefix, engine, object.key)
+      // `<engine>/<id>` as an object of its own is not below the backup's directory.
+      if (!id || !object.key.startsWith(backupDir(prefix, engine, id))) continue
+      const group = groups.get(id)
+      if (group) group.push(object)
+      else groups.set(id, [object])
+    }
+    return groups
+  }
+
+  private async toListing(engine: Engine, backupId: string, objects: ListedObject[]): Promise<BackupListing> {
+    const { prefix } = this
+    const listing: BackupListing = {
+      engine,
+      backupId,
+      startedAt: backupTime(backupId),
+      complete: false,
+      keys: objects.map((o) => o.key).sort(),
+      bytes: objects.reduce((sum, o) => sum + o.bytes, 0),
+      lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
+    }
+    if (!objects.some((o) => o.key === manifestKey(prefix, engine, backupId))) return listing
+    try {
+      await this.readManifest(engine, backupId)
+      listing.complete = true
+    } catch (error) {
+      // Only a judgement on the manifest itself counts; an S3 failure must not make a good backup look prunable.
+      if (
+        !(
+          error instanceof ManifestError ||
+          error instanceof UntrustedInputError ||
+          error instanceof BackupNotFoundError
+        )
+      )
+        throw error
+      listing.manifestProblem = error.message
+    }
+    return listing
+  }
+}
+
+/** The store the configuration names (LSB_BUCKET, LSB_PREFIX). */
+export function backupStore(): BackupStore {
+  const { LSB_BUCKET, LSB_PREFIX } = loadSettings()
+  return new BackupStore(LSB_BUCKET, LSB_PREFIX)
 }

@@ -14,6 +14,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
+import { EXECUTION_ARN, STATE_MACHINE_ARN } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
 
 export type MachineKind = 'backup' | 'restore'
@@ -28,10 +29,6 @@ export const STATE_MACHINE_OUTPUT: Record<MachineKind, string> = {
   backup: 'BackupStateMachineArn',
   restore: 'RestoreStateMachineArn',
 }
-
-const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):stateMachine:([A-Za-z0-9_-]{1,80})$/
-const EXECUTION_ARN =
-  /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):execution:([A-Za-z0-9_-]{1,80}):([A-Za-z0-9_-]{1,80})$/
 
 const clients = new Map<string, SFNClient>()
 

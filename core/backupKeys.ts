@@ -1,10 +1,8 @@
 import { UntrustedInputError } from './errors.ts'
+import { BACKUP_ID } from './names.ts'
 
 export const ENGINES = ['postgres', 'clickhouse'] as const
 export type Engine = (typeof ENGINES)[number]
-
-/** A backup id is the UTC start time, sortable as text: `20261125T144226.123Z`. */
-export const BACKUP_ID = /^\d{8}T\d{6}\.\d{3}Z$/
 
 /** The backup id for a start time (an ISO string or a Date). */
 export function backupIdFor(startedAt: string | Date): string {

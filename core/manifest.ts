@@ -1,10 +1,11 @@
 import { z } from 'zod'
-import { assertKeyInBackup, BACKUP_ID, ENGINES } from './backupKeys.ts'
+import { assertKeyInBackup, ENGINES } from './backupKeys.ts'
 import { ManifestError } from './errors.ts'
+import { BACKUP_ID, SHA256 } from './names.ts'
 
 export const MANIFEST_FORMAT_VERSION = 1
 
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits')
+const sha256 = z.string().regex(SHA256, 'sha256 must be 64 lowercase hex digits')
 
 export const storedObjectSchema = z.object({
   key: z.string().min(1).max(1024),

@@ -17,10 +17,6 @@ export function setProgressSink(next: Sink | undefined): void {
   sink = next ?? (() => {})
 }
 
-export function reportProgress(event: ProgressEvent): void {
-  sink(event)
-}
-
 /** A reporter for one piece of work that emits at most every `everyMs`. */
 export function progressReporter(state: string, what: string, totalBytes?: number, everyMs = 500) {
   let last = 0

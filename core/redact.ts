@@ -30,8 +30,3 @@ export function redact(text: string): string {
   for (const secret of knownSecrets) out = out.split(secret).join('***')
   return out
 }
-
-/** A URL fit for a log line: same target, no password. */
-export function redactUrl(url: string): string {
-  return redact(url)
-}

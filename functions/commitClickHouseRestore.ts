@@ -1,31 +1,23 @@
 import { z } from 'zod'
-import { readManifest } from '#catalog/backupStore.ts'
-import { loadSettings, requireSecret } from '#core/config.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { logger } from '#core/logger.ts'
 import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
-import { commitClickHouseRestore } from '#engines/clickhouse/restore.ts'
+import { commitClickHouseRestore } from '#engines/clickhouse/restore/commit.ts'
+import { type ClickHouseContext, clickhouseConnection } from '#functions/middleware/clickhouseConnection.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
-const input = z.object({
-  backupId: backupIdSchema,
-  targetDatabase: databaseNameSchema,
-  stagingDatabase: z.string().min(1),
-})
+const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameSchema })
 
 /** Checks row counts against the manifest, swaps the staging tables in, recreates views and MVs. */
-export async function run({ backupId, targetDatabase, stagingDatabase }: z.output<typeof input>) {
-  const s = loadSettings()
+export async function run(
+  { backupId, targetDatabase }: z.output<typeof input>,
+  { clickhouse }: ClickHouseContext,
+) {
   logger.appendKeys({ engine: 'clickhouse', backupId })
-  const manifest = await readManifest(s.LSB_BUCKET, s.LSB_PREFIX, 'clickhouse', backupId)
-  const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))
-  try {
-    const result = await commitClickHouseRestore(conn, { manifest, targetDatabase, stagingDatabase })
-    logger.info('clickhouse restored', { tables: result.tables.length })
-    return { targetDatabase, ...result }
-  } finally {
-    await conn.close()
-  }
+  const manifest = await backupStore().readManifest('clickhouse', backupId)
+  const result = await commitClickHouseRestore(clickhouse, { manifest, targetDatabase })
+  logger.info('clickhouse restored', { tables: result.tables.length })
+  return { targetDatabase, ...result }
 }
 
-export const handler = stateHandler('CommitClickHouse', input, run)
+export const handler = stateHandler('CommitClickHouse', input, run, clickhouseConnection())

@@ -1,6 +1,5 @@
 import { z } from 'zod'
-import { writeManifest } from '#catalog/backupStore.ts'
-import { loadSettings } from '#core/config.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { logger } from '#core/logger.ts'
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '#core/manifest.ts'
 import { engineBackupSchema, executionFields } from '#core/payloads.ts'
@@ -14,7 +13,7 @@ const input = z.object({
 
 /** Writes each engine's manifest.json, last: only now does the backup exist. */
 export async function run({ backups, executionId }: z.output<typeof input>) {
-  const { LSB_BUCKET: bucket, LSB_PREFIX: prefix } = loadSettings()
+  const store = backupStore()
   const committed = []
   for (const backup of backups) {
     if (!backup) continue
@@ -22,7 +21,7 @@ export async function run({ backups, executionId }: z.output<typeof input>) {
       formatVersion: MANIFEST_FORMAT_VERSION,
       backupId: backup.backupId,
       engine: backup.engine,
-      prefix,
+      prefix: store.prefix,
       startedAt: backup.startedAt,
       finishedAt: new Date().toISOString(),
       toolVersion: TOOL_VERSION,
@@ -31,7 +30,7 @@ export async function run({ backups, executionId }: z.output<typeof input>) {
       objects: backup.objects,
       tables: backup.tables,
     }
-    const key = await writeManifest(bucket, manifest)
+    const key = await store.writeManifest(manifest)
     const rows = backup.objects.every((o) => o.rows === null)
       ? null
       : backup.objects.reduce((sum, o) => sum + (o.rows ?? 0), 0)

@@ -1,10 +1,10 @@
 import { z } from 'zod'
 import { loadSettings, requireSecret } from '#core/config.ts'
-import { withDatabase } from '#core/databaseUrl.ts'
 import { ConfigError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { databaseNameSchema } from '#core/payloads.ts'
 import { assertSchemaHead, currentSchemaHead, runMigrateCommand } from '#engines/postgres/migrate.ts'
+import { urlForDatabase } from '#engines/postgres/postgresUrl.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
@@ -22,7 +22,7 @@ export async function run(
   { signal }: StateContext,
 ) {
   const s = loadSettings()
-  const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
+  const url = urlForDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
   if (mode === 'run' && strategy === 'command') {
     const argv = s.LSB_MIGRATE_COMMAND
     if (!argv)

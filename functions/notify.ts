@@ -1,8 +1,8 @@
 import { z } from 'zod'
-import { backupIdFor, ENGINES } from '#core/backupKeys.ts'
+import { ENGINES } from '#core/backupKeys.ts'
 import { getSecret, loadSettings } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
-import { engineSchema } from '#core/payloads.ts'
+import { backupIdSchema, engineSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 import {
@@ -20,6 +20,8 @@ const input = z.discriminatedUnion('outcome', [
     outcome: z.literal('failure'),
     stateMachine,
     failedState: z.string(),
+    /** The backup being written (null when PlanBackup, which derives it, failed). */
+    backupId: backupIdSchema.nullable().optional(),
     /** What a Catch put in ResultPath: {Error, Cause}; Cause is often a JSON string from Lambda. */
     failure: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).default({}),
     executionId: z.string(),
@@ -52,7 +54,7 @@ type Failure = Extract<Input, { outcome: 'failure' }>
 
 /** The backup ids a failure concerns: the one being written, or the ones a restore was asked for. */
 function backupIdsOf(event: Failure): Record<string, string> {
-  if (event.stateMachine === 'backup') return { backup: backupIdFor(event.startedAt) }
+  if (event.stateMachine === 'backup') return event.backupId ? { backup: event.backupId } : {}
   const request = (event.request ?? {}) as Record<string, unknown>
   return Object.fromEntries(
     ENGINES.flatMap((engine) =>

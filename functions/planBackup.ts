@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { backupIdFor } from '#core/backupKeys.ts'
 import { loadSettings } from '#core/config.ts'
 import { executionFields } from '#core/payloads.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
@@ -23,6 +24,8 @@ export async function run({ input: { engines }, startedAt, executionId }: z.outp
     ],
     postgres: all || engines.includes('postgres'),
     clickhouse: all || engines.includes('clickhouse'),
+    // The backup id is the execution's start time: derived here, once, and carried by the state.
+    backupId: backupIdFor(startedAt),
     startedAt,
     executionId,
     concurrency: loadSettings().LSB_MAP_CONCURRENCY,

@@ -1,27 +1,23 @@
 import { z } from 'zod'
-import { readManifest } from '#catalog/backupStore.ts'
-import { loadSettings, requireSecret } from '#core/config.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { logger } from '#core/logger.ts'
 import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
-import { prepareClickHouseRestore } from '#engines/clickhouse/restore.ts'
+import { prepareClickHouseRestore } from '#engines/clickhouse/restore/prepare.ts'
+import { type ClickHouseContext, clickhouseConnection } from '#functions/middleware/clickhouseConnection.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameSchema.nullable() })
 
 /** Validates the manifest's tables and DDL and creates the staging tables; the target is not touched. */
-export async function run({ backupId, targetDatabase }: z.output<typeof input>) {
-  const s = loadSettings()
+export async function run(
+  { backupId, targetDatabase }: z.output<typeof input>,
+  { clickhouse }: ClickHouseContext,
+) {
   logger.appendKeys({ engine: 'clickhouse', backupId })
-  const manifest = await readManifest(s.LSB_BUCKET, s.LSB_PREFIX, 'clickhouse', backupId)
-  const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))
-  try {
-    const target = targetDatabase ?? conn.database
-    const prepared = await prepareClickHouseRestore(conn, { manifest, targetDatabase: target })
-    return { backupId, targetDatabase: target, ...prepared }
-  } finally {
-    await conn.close()
-  }
+  const manifest = await backupStore().readManifest('clickhouse', backupId)
+  const target = targetDatabase ?? clickhouse.database
+  const { items } = await prepareClickHouseRestore(clickhouse, { manifest, targetDatabase: target })
+  return { backupId, targetDatabase: target, items }
 }
 
-export const handler = stateHandler('PrepareClickHouse', input, run)
+export const handler = stateHandler('PrepareClickHouse', input, run, clickhouseConnection())

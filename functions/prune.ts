@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { pruneBackups } from '#catalog/backupStore.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { loadSettings } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
 import { engineSchema } from '#core/payloads.ts'
@@ -12,10 +12,7 @@ export async function run({ engines, dryRun }: z.output<typeof input>) {
   const settings = loadSettings()
   const reports = []
   for (const engine of engines) {
-    const report = await pruneBackups({
-      bucket: settings.LSB_BUCKET,
-      prefix: settings.LSB_PREFIX,
-      engine,
+    const report = await backupStore().prune(engine, {
       policy: {
         maxAgeDays:
           engine === 'postgres'

@@ -1,17 +1,14 @@
 import { z } from 'zod'
-import { resolveBackup } from '#catalog/backupStore.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { loadSettings } from '#core/config.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 import type { Manifest } from '#core/manifest.ts'
-import { databaseNameSchema, executionFields } from '#core/payloads.ts'
-import { validateClickHouseManifest } from '#engines/clickhouse/restore.ts'
+import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
+import { validateClickHouseManifest } from '#engines/clickhouse/restore/plan.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const backupRef = z
-  .union([
-    z.literal('latest'),
-    z.string().regex(/^\d{8}T\d{6}\.\d{3}Z$/, 'a backup id like 20261125T144226.123Z'),
-  ])
+  .union([z.literal('latest'), backupIdSchema])
   .nullable()
   .optional()
 
@@ -80,9 +77,10 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     )
   }
   const s = loadSettings()
+  const store = backupStore()
   const [pg, ch] = await Promise.all([
-    request.postgres ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'postgres', request.postgres) : null,
-    request.clickhouse ? resolveBackup(s.LSB_BUCKET, s.LSB_PREFIX, 'clickhouse', request.clickhouse) : null,
+    request.postgres ? store.resolve('postgres', request.postgres) : null,
+    request.clickhouse ? store.resolve('clickhouse', request.clickhouse) : null,
   ])
   // Table names and DDL are untrusted: refused here, before any checksum is read or database touched.
   if (ch) validateClickHouseManifest(ch)

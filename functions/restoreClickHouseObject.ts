@@ -1,36 +1,21 @@
 import { z } from 'zod'
-import { loadSettings, requireSecret } from '#core/config.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { logger } from '#core/logger.ts'
-import { databaseNameSchema } from '#core/payloads.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
-import { restoreClickHouseObject } from '#engines/clickhouse/restore.ts'
+import { databaseNameSchema, restoreItemSchema } from '#core/payloads.ts'
+import { restoreClickHouseObject } from '#engines/clickhouse/restore/load.ts'
+import { type ClickHouseContext, clickhouseConnection } from '#functions/middleware/clickhouseConnection.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
-const input = z.object({
-  stagingDatabase: z.string().min(1),
-  item: z.object({
-    table: z.string().min(1),
-    stagingTable: z.string().min(1),
-    key: z.string().min(1),
-    sha256: z.string(),
-    bytes: z.number().int().nonnegative(),
-    rows: z.number().int().nonnegative().nullable(),
-    compression: z.enum(['none', 'gzip']),
-    partitionId: z.string().nullable().optional(),
-  }),
-})
+const input = z.object({ targetDatabase: databaseNameSchema, item: restoreItemSchema })
 
 /** One Map item of RestoreClickHouse: one stored object streamed into its staging table. */
-export async function run({ stagingDatabase, item }: z.output<typeof input>, { signal }: StateContext) {
-  const s = loadSettings()
-  databaseNameSchema.parse(stagingDatabase.replace(/__lsb_restore$/, ''))
+export async function run(
+  { targetDatabase, item }: z.output<typeof input>,
+  { signal, clickhouse }: StateContext & ClickHouseContext,
+) {
   logger.appendKeys({ engine: 'clickhouse', table: item.table })
-  const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))
-  try {
-    return await restoreClickHouseObject(conn, { stagingDatabase, item, bucket: s.LSB_BUCKET, signal })
-  } finally {
-    await conn.close()
-  }
+  const { bucket } = backupStore()
+  return restoreClickHouseObject(clickhouse, { targetDatabase, item, bucket, signal })
 }
 
-export const handler = stateHandler('RestoreClickHouseObject', input, run)
+export const handler = stateHandler('RestoreClickHouseObject', input, run, clickhouseConnection())

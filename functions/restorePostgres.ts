@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { readManifest } from '#catalog/backupStore.ts'
+import { backupStore } from '#catalog/backupStore.ts'
 import { loadSettings, requireSecret } from '#core/config.ts'
-import { withDatabase } from '#core/databaseUrl.ts'
 import { logger } from '#core/logger.ts'
 import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
 import { progressReporter } from '#core/progress.ts'
-import { restorePostgresFromS3 } from '#engines/postgres.ts'
+import { urlForDatabase } from '#engines/postgres/postgresUrl.ts'
+import { restorePostgresFromS3 } from '#engines/postgres/restorePostgresFromS3.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameSchema.nullable() })
@@ -14,12 +14,13 @@ const input = z.object({ backupId: backupIdSchema, targetDatabase: databaseNameS
 export async function run({ backupId, targetDatabase }: z.output<typeof input>, { signal }: StateContext) {
   const s = loadSettings()
   logger.appendKeys({ engine: 'postgres', backupId })
-  const manifest = await readManifest(s.LSB_BUCKET, s.LSB_PREFIX, 'postgres', backupId)
+  const store = backupStore()
+  const manifest = await store.readManifest('postgres', backupId)
   const dump = manifest.objects[0]!
-  const url = withDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
+  const url = urlForDatabase(await requireSecret('LSB_POSTGRES_URL'), targetDatabase)
   const result = await restorePostgresFromS3({
     url,
-    bucket: s.LSB_BUCKET,
+    bucket: store.bucket,
     key: dump.key,
     binDir: s.LSB_PG_BIN_DIR,
     signal,

@@ -1,26 +1,27 @@
 import { z } from 'zod'
-import { backupIdFor, postgresDumpKey } from '#core/backupKeys.ts'
+import { backupStore } from '#catalog/backupStore.ts'
+import { postgresDumpKey } from '#core/backupKeys.ts'
 import { loadSettings, requireSecret } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
-import type { EngineBackup } from '#core/payloads.ts'
+import { backupIdSchema, type EngineBackup } from '#core/payloads.ts'
 import { progressReporter } from '#core/progress.ts'
-import { dumpPostgresToS3 } from '#engines/postgres.ts'
+import { dumpPostgresToS3 } from '#engines/postgres/dumpPostgresToS3.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
-const input = z.object({ startedAt: z.iso.datetime() })
+const input = z.object({ backupId: backupIdSchema, startedAt: z.iso.datetime() })
 
 /** pg_dump --format=custom streamed into S3; the backup id is the execution's start time. */
 export async function run(
-  { startedAt }: z.output<typeof input>,
+  { backupId, startedAt }: z.output<typeof input>,
   { signal }: StateContext,
 ): Promise<EngineBackup> {
   const settings = loadSettings()
-  const backupId = backupIdFor(startedAt)
-  const key = postgresDumpKey(settings.LSB_PREFIX, backupId)
+  const store = backupStore()
+  const key = postgresDumpKey(store.prefix, backupId)
   logger.appendKeys({ engine: 'postgres', backupId })
   const dump = await dumpPostgresToS3({
     url: await requireSecret('LSB_POSTGRES_URL'),
-    bucket: settings.LSB_BUCKET,
+    bucket: store.bucket,
     key,
     compressLevel: settings.LSB_PG_COMPRESS,
     binDir: settings.LSB_PG_BIN_DIR,

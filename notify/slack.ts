@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Engine } from '#core/backupKeys.ts'
 import { NotifyError, UntrustedInputError } from '#core/errors.ts'
 import { humanBytes } from '#core/humanBytes.ts'
+import { EXECUTION_ARN } from '#core/names.ts'
 import { redact, registerSecret } from '#core/redact.ts'
 
 export interface FailureNotice {
@@ -40,13 +41,12 @@ export interface SlackMessage {
 /** Longest cause shown; Slack's section text limit is 3000 characters. */
 export const CAUSE_MAX_CHARS = 1500
 
-const ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:(execution|express):[A-Za-z0-9_.:-]+$/
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/
 
 /** The Step Functions console page of an execution. */
 export function consoleUrl(executionArn: string, region: string): string {
   if (!REGION.test(region)) throw new UntrustedInputError(`not an AWS region: ${JSON.stringify(region)}`)
-  if (!ARN.test(executionArn) || executionArn.length > 2048)
+  if (!EXECUTION_ARN.test(executionArn) || executionArn.length > 2048)
     throw new UntrustedInputError(`not a Step Functions execution ARN: ${JSON.stringify(executionArn)}`)
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${executionArn}`
 }

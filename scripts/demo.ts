@@ -14,7 +14,7 @@ import {
   seedPostgres,
 } from '#devtools/sampleData.ts'
 import { startPostgres, startS3 } from '#devtools/servers.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 
 const root = join(import.meta.dirname, '..')
 const scale = Number(process.env.DEMO_SCALE ?? 1)

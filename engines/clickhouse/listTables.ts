@@ -1,18 +1,10 @@
 import { ClickHouseError, UntrustedInputError } from '#core/errors.ts'
 import type { ClickHouseTable } from '#core/manifest.ts'
+import type { ExportItem } from '#core/payloads.ts'
 import type { ClickHouseConnection } from './connection.ts'
 import { type ParsedDdl, parseDdl } from './ddl.ts'
 import { describeDatabase, innerTableOf, type LiveTable } from './describeDatabase.ts'
 import { orderByDependencies } from './orderByDependencies.ts'
-
-export interface ExportItem {
-  table: string
-  /** Names the stored object: `all` for a whole table, `partition-<id>` for one partition. */
-  part: string
-  partitionId: string | null
-  rows: number
-  bytes: number
-}
 
 export interface ClickHouseListing {
   serverVersion: string

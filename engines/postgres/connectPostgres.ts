@@ -1,5 +1,6 @@
 import pg from 'pg'
 import { ConfigError, TransientError } from '#core/errors.ts'
+import { assertConfiguredDatabase } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
 import { clientConfig, type PostgresTarget, parsePostgresUrl } from './postgresUrl.ts'
 
@@ -82,4 +83,10 @@ export async function inspectPostgres(url: string): Promise<PostgresInfo> {
   } finally {
     await client.end().catch(() => {})
   }
+}
+
+/** A database name as an SQL identifier; the name is checked first, so quoting it is enough. */
+export function quoteIdent(name: string): string {
+  assertConfiguredDatabase(name, 'SQL identifier')
+  return `"${name}"`
 }

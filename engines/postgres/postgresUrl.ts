@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import type { ClientConfig } from 'pg'
 import { ConfigError } from '#core/errors.ts'
+import { assertConfiguredDatabase } from '#core/names.ts'
 import { registerSecret } from '#core/redact.ts'
-import { assertDatabaseName } from './databaseName.ts'
 import { libraryPathFor } from './pgTool.ts'
 
 /** The parts of a `postgres://user:password@host:port/database?sslmode=…` URL. */
@@ -51,7 +51,7 @@ export function parsePostgresUrl(url: string): PostgresTarget {
   if (!host) throw new ConfigError(`the PostgreSQL URL names no host (${where})`)
   if (!parsed.username) throw new ConfigError(`the PostgreSQL URL names no user (${where})`)
   if (!database) throw new ConfigError(`the PostgreSQL URL names no database (${where})`)
-  assertDatabaseName(database, ConfigError)
+  assertConfiguredDatabase(database, `the PostgreSQL URL for ${where}`)
   const params: Record<string, string> = {}
   for (const [name, value] of parsed.searchParams) {
     if (!(name in LIBPQ_PARAMS)) {
@@ -74,6 +74,14 @@ export function parsePostgresUrl(url: string): PostgresTarget {
     params,
     location: where,
   }
+}
+
+/** A connection URL pointed at another database (a restore target); null keeps it as it is. */
+export function urlForDatabase(url: string, database: string | null): string {
+  if (!database) return url
+  const parsed = new URL(url)
+  parsed.pathname = `/${encodeURIComponent(database)}`
+  return parsed.toString()
 }
 
 /** The same server and credentials, another database (the `postgres` maintenance database, a restore target). */

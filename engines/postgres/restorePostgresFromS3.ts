@@ -2,9 +2,15 @@ import { pipeline } from 'node:stream/promises'
 import type pg from 'pg'
 import { openObject } from '#catalog/objectStore.ts'
 import { PgRestoreError } from '#core/errors.ts'
+import { type RestoreNames, restoreNames } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
-import { APPLICATION_NAME, connectPostgres, describePgError, serverInfo } from './connectPostgres.ts'
-import { quoteIdent, type RestoreNames, restoreNames } from './databaseName.ts'
+import {
+  APPLICATION_NAME,
+  connectPostgres,
+  describePgError,
+  quoteIdent,
+  serverInfo,
+} from './connectPostgres.ts'
 import { type PgToolVersion, pgToolVersion, spawnPgTool } from './pgTool.ts'
 import {
   type PostgresTarget,

@@ -10,6 +10,9 @@ export interface StateContext {
   signal: AbortSignal
 }
 
+/** A middleware of a state's handler; it may add to the Lambda context what `run` receives. */
+export type StateMiddleware = middy.MiddlewareObj<unknown, unknown, Error, Context>
+
 /** Network and throttling failures that a Retry in the ASL should retry, by error name or code. */
 const TRANSIENT = new Set([
   'ECONNRESET',
@@ -55,25 +58,32 @@ export function parseStateInput<S extends z.ZodType>(state: string, schema: S, i
 }
 
 /**
- * One Lambda handler for one state: parses the input, runs `run` with an abort signal that fires
- * 10 s before the Lambda timeout, logs with the state's name, and rethrows errors redacted and
+ * One Lambda handler for one state: parses the input (before any middleware opens a connection),
+ * runs `run` with an abort signal that fires 10 s before the Lambda timeout and whatever the
+ * middlewares put in the context, logs with the state's name, and rethrows errors redacted and
  * named (see {@link classifyError}).
  */
-export function stateHandler<S extends z.ZodType, Out>(
+export function stateHandler<S extends z.ZodType, Out, Extra extends object = object>(
   state: string,
   schema: S,
-  run: (input: z.output<S>, context: StateContext) => Promise<Out>,
+  run: (input: z.output<S>, context: StateContext & Extra) => Promise<Out>,
+  ...middlewares: StateMiddleware[]
 ) {
-  return middy<unknown, Out, Error, Context>({ timeoutEarlyInMillis: 10_000 })
+  const handler = middy<unknown, Out, Error, Context>({ timeoutEarlyInMillis: 10_000 })
     .before(async (request) => {
       // Keys appended by an earlier invocation of a warm container must not leak into this one.
       logger.resetKeys()
       logger.addContext(request.context)
       logger.appendKeys({ state })
+      request.event = parseStateInput(state, schema, request.event)
     })
     .onError(async (request) => {
       request.error = classifyError(request.error)
       logger.error(`${state} failed`, { errorName: request.error.name, errorMessage: request.error.message })
     })
-    .handler(async (event, _context, { signal }) => run(parseStateInput(state, schema, event), { signal }))
+  for (const middleware of middlewares)
+    handler.use(middleware as middy.MiddlewareObj<unknown, Out, Error, Context>)
+  return handler.handler(async (event, context, { signal }) =>
+    run(event as z.output<S>, { ...(context as unknown as Extra), signal }),
+  )
 }

@@ -9,7 +9,7 @@ import {
   seedClickHouse,
   seedPostgres,
 } from '#devtools/sampleData.ts'
-import { connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import { createPostgresDatabase, uniquePrefix } from '../support/env.ts'
 
 const root = join(import.meta.dirname, '../..')

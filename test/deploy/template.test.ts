@@ -211,11 +211,16 @@ const SECRETS = ['LSB_POSTGRES_URL', 'LSB_CLICKHOUSE_URL', 'LSB_SLACK_WEBHOOK_UR
 
 /** Which functions read a secret, from their own source (`requireSecret('X')` / `getSecret('X')`). */
 function functionsReading(secret: string, keys: string[]): string[] {
+  const reads = new RegExp(`(require|get)Secret\\(\\s*'${secret}'`)
   return keys.filter((key) => {
     const file = join(repo, 'functions', `${key}.ts`)
-    return (
-      existsSync(file) && new RegExp(`(require|get)Secret\\(\\s*'${secret}'`).test(readFileSync(file, 'utf8'))
+    if (!existsSync(file)) return false
+    const source = readFileSync(file, 'utf8')
+    // a handler reads a secret itself or through a middleware it uses (functions/middleware/*.ts)
+    const middlewares = [...source.matchAll(/from '#functions\/middleware\/(\w+)\.ts'/g)].map((m) =>
+      readFileSync(join(repo, 'functions', 'middleware', `${m[1]}.ts`), 'utf8'),
     )
+    return [source, ...middlewares].some((text) => reads.test(text))
   })
 }
 

@@ -2,13 +2,14 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { listBackups, readManifest, writeManifest } from '#catalog/backupStore.ts'
+import { BackupStore } from '#catalog/backupStore.ts'
 import { listObjects, putBytes, verifyObjectChecksum } from '#catalog/objectStore.ts'
 import { LocalExecutionFailed, runStateMachine } from '#cli/local/runStateMachine.ts'
 import { backupIdFor } from '#core/backupKeys.ts'
 import { logger } from '#core/logger.ts'
 import { seedClickHouse, seedPostgres } from '#devtools/sampleData.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { createPostgresDatabase, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 import { corruptStoredObject } from '../support/storedObjects.ts'
@@ -67,11 +68,11 @@ describe('State machine: backup', () => {
       .backups
     expect(backups.map((b) => b.engine)).toEqual(['postgres', 'clickhouse'])
     for (const b of backups) {
-      const manifest = await readManifest(bucket, prefix, b.engine as 'postgres', b.backupId)
+      const manifest = await new BackupStore(bucket, prefix).readManifest(b.engine as 'postgres', b.backupId)
       expect(manifest.objects.length).toBeGreaterThan(0)
       for (const o of manifest.objects) await verifyObjectChecksum(bucket, o.key, o)
     }
-    const chManifest = await readManifest(bucket, prefix, 'clickhouse', backups[1]!.backupId)
+    const chManifest = await new BackupStore(bucket, prefix).readManifest('clickhouse', backups[1]!.backupId)
     const spans = chManifest.objects.filter((o) => o.table === 'tool_call_spans')
     const [count] = await ch.query<{ n: string }>('SELECT count() AS n FROM langsight.tool_call_spans')
     expect(spans.reduce((s, o) => s + (o.rows ?? 0), 0)).toBe(Number(count!.n))
@@ -131,9 +132,9 @@ describe('State machine: backup', () => {
     configure(good)
     const { output } = await runStateMachine('backup', { engines: ['postgres'] })
     const seeded = (output as { backups: { backupId: string }[] }).backups[0]!.backupId
-    const old = await readManifest(bucket, good, 'postgres', seeded)
+    const old = await new BackupStore(bucket, good).readManifest('postgres', seeded)
     const oldId = backupIdFor(new Date(Date.now() - 400 * 86400_000))
-    await writeManifest(bucket, {
+    await new BackupStore(bucket, prefix).writeManifest({
       ...old,
       prefix,
       backupId: oldId,
@@ -173,7 +174,7 @@ describe('State machine: backup', () => {
     expect(everything).not.toContain(pgPassword)
     expect(everything).not.toContain(slack.url.split('/services/')[1])
     // Prune never ran: the 400-day-old backup is still there
-    expect((await listBackups(bucket, prefix, 'postgres')).map((b) => b.backupId)).toContain(oldId)
+    expect((await new BackupStore(bucket, prefix).list('postgres')).map((b) => b.backupId)).toContain(oldId)
   })
 
   it('prunes by retention after a success but keeps the newest complete backups', async () => {
@@ -182,13 +183,16 @@ describe('State machine: backup', () => {
     const first = (await runStateMachine('backup', { engines: ['postgres'] })).output as {
       backups: { backupId: string }[]
     }
-    const template = await readManifest(bucket, prefix, 'postgres', first.backups[0]!.backupId)
+    const template = await new BackupStore(bucket, prefix).readManifest(
+      'postgres',
+      first.backups[0]!.backupId,
+    )
     // Three old complete backups and one abandoned incomplete one.
     const oldIds = [90, 60, 45].map((days) => backupIdFor(new Date(Date.now() - days * 86400_000)))
     for (const id of oldIds) {
       const dir = `${prefix}/postgres/${id}/`
       await putBytes(bucket, `${dir}postgres.dump`, 'old', 'application/octet-stream')
-      await writeManifest(bucket, {
+      await new BackupStore(bucket, prefix).writeManifest({
         ...template,
         backupId: id,
         objects: [{ ...template.objects[0]!, key: `${dir}postgres.dump` }],
@@ -197,7 +201,7 @@ describe('State machine: backup', () => {
     const second = (await runStateMachine('backup', { engines: ['postgres'] })).output as {
       pruned: { removed: { backupId: string }[] }[]
     }
-    const left = (await listBackups(bucket, prefix, 'postgres')).map((b) => b.backupId)
+    const left = (await new BackupStore(bucket, prefix).list('postgres')).map((b) => b.backupId)
     expect(second.pruned[0]!.removed.map((r) => r.backupId).sort()).toEqual([...oldIds].sort())
     expect(left).toHaveLength(2)
     expect(left).toContain(first.backups[0]!.backupId)

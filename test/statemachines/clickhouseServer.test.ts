@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readManifest } from '#catalog/backupStore.ts'
+import { BackupStore } from '#catalog/backupStore.ts'
 import { runStateMachine } from '#cli/local/runStateMachine.ts'
 import { clickhouseContentHash, seedClickHouse } from '#devtools/sampleData.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { clickhouseServerUrl, uniquePrefix, useEnv } from '../support/env.ts'
 
 /** The same state machines against Debian's clickhouse-server 18.16 over HTTP. */
@@ -34,7 +35,10 @@ describe('State machines on clickhouse-server 18.16', () => {
     const before = await clickhouseContentHash(ch, database)
     const { output } = await runStateMachine('backup', { engines: ['clickhouse'] })
     const { backupId } = (output as { backups: { backupId: string }[] }).backups[0]!
-    const manifest = await readManifest(process.env.LSB_BUCKET!, prefix, 'clickhouse', backupId)
+    const manifest = await new BackupStore(process.env.LSB_BUCKET!, prefix).readManifest(
+      'clickhouse',
+      backupId,
+    )
     const spanParts = manifest.objects.filter((o) => o.table === 'tool_call_spans')
     expect(spanParts.length).toBeGreaterThan(1)
     expect(new Set(spanParts.map((o) => o.part)).size).toBe(spanParts.length)

@@ -3,16 +3,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readManifest } from '#catalog/backupStore.ts'
+import { BackupStore } from '#catalog/backupStore.ts'
 import { putBytes } from '#catalog/objectStore.ts'
 import { LocalExecutionFailed, runStateMachine } from '#cli/local/runStateMachine.ts'
+import type { Manifest } from '#core/manifest.ts'
 import {
   clickhouseContentHash,
   postgresContentHash,
   seedClickHouse,
   seedPostgres,
 } from '#devtools/sampleData.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { createPostgresDatabase, postgresUrl, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 import { corruptStoredObject, storedFile } from '../support/storedObjects.ts'
@@ -144,7 +146,7 @@ describe('State machine: restore', () => {
     await wreck()
     const pgWrecked = await postgresContentHash(pgUrl)
     const chWrecked = await clickhouseContentHash(ch, 'langsight')
-    const manifest = await readManifest(bucket, prefix, 'clickhouse', backupIds.clickhouse)
+    const manifest = await new BackupStore(bucket, prefix).readManifest('clickhouse', backupIds.clickhouse)
     const victim = manifest.objects.find((o) => o.table === 'agent_sessions')!.key
     const file = storedFile(victim)
     const saved = `${file}.saved`
@@ -167,7 +169,7 @@ describe('State machine: restore', () => {
     await wreck()
     const pgWrecked = await postgresContentHash(pgUrl)
     const chWrecked = await clickhouseContentHash(ch, 'langsight')
-    const manifest = await readManifest(bucket, prefix, 'clickhouse', backupIds.clickhouse)
+    const manifest = await new BackupStore(bucket, prefix).readManifest('clickhouse', backupIds.clickhouse)
     const victim = manifest.objects.find((o) => o.table === 'tool_call_spans')!.key
     const file = storedFile(victim)
     copyFileSync(file, `${file}.saved`)
@@ -218,10 +220,10 @@ describe('State machine: restore', () => {
 
   describe('untrusted input is refused before any database changes', () => {
     async function tampered(
-      mutate: (m: Awaited<ReturnType<typeof readManifest>>) => unknown,
+      mutate: (m: Manifest) => unknown,
       engine: 'postgres' | 'clickhouse' = 'clickhouse',
     ) {
-      const original = await readManifest(bucket, prefix, engine, backupIds[engine])
+      const original = await new BackupStore(bucket, prefix).readManifest(engine, backupIds[engine])
       const id = engine === 'clickhouse' ? '20200101T000000.000Z' : '20200101T000000.001Z'
       const moved = JSON.parse(JSON.stringify(original).replaceAll(`/${original.backupId}/`, `/${id}/`))
       moved.backupId = id
@@ -278,7 +280,7 @@ describe('State machine: restore', () => {
       await expectRefused({ clickhouse: id }, /ManifestError|UntrustedInputError/)
     })
     it('a manifest of another engine', async () => {
-      const original = await readManifest(bucket, prefix, 'clickhouse', backupIds.clickhouse)
+      const original = await new BackupStore(bucket, prefix).readManifest('clickhouse', backupIds.clickhouse)
       const id = '20200101T000000.002Z'
       await putBytes(
         bucket,

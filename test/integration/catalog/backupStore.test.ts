@@ -2,14 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
-import {
-  listBackups,
-  type PruneReport,
-  pruneBackups,
-  readManifest,
-  resolveBackup,
-  writeManifest,
-} from '#catalog/backupStore.ts'
+import { BackupStore, type PruneReport } from '#catalog/backupStore.ts'
 import { listObjects, putBytes } from '#catalog/objectStore.ts'
 import { INVALID_MANIFEST_REASON, type RetentionPolicy } from '#catalog/retention.ts'
 import {
@@ -175,7 +168,7 @@ async function storeBackup(
   }
   const key = manifestKey(prefix, engine, backupId)
   const state = opts.manifest ?? 'valid'
-  if (state === 'valid') await writeManifest(bucket, manifest)
+  if (state === 'valid') await new BackupStore(bucket, manifest.prefix).writeManifest(manifest)
   if (state === 'not-json')
     await putBytes(bucket, key, '{"formatVersion": 1, "backupId": ', 'application/json')
   if (state === 'bad-schema')
@@ -230,7 +223,7 @@ describe('Function: listBackups', () => {
     await storeBackup(prefix, 'postgres', ago(5))
     await storeBackup(`${prefix}-sibling`, 'clickhouse', ago(1))
     // Act
-    const listings = await listBackups(bucket, prefix, 'clickhouse')
+    const listings = await new BackupStore(bucket, prefix).list('clickhouse')
     // Assess
     expect(listings.map((l) => [l.backupId, l.complete])).toEqual([
       [good, true],
@@ -253,7 +246,7 @@ describe('Function: listBackups', () => {
   })
 
   it('returns nothing for a prefix without backups', async () => {
-    expect(await listBackups(bucket, uniquePrefix(), 'postgres')).toEqual([])
+    expect(await new BackupStore(bucket, uniquePrefix()).list('postgres')).toEqual([])
   })
 })
 
@@ -262,7 +255,7 @@ describe('Function: readManifest', () => {
     const prefix = uniquePrefix()
     const id = ago(1)
     const { manifest } = await storeBackup(prefix, 'postgres', id)
-    expect(await readManifest(bucket, prefix, 'postgres', id)).toEqual(manifest)
+    expect(await new BackupStore(bucket, prefix).readManifest('postgres', id)).toEqual(manifest)
   })
 
   it('says "no backup" when nothing exists and "incomplete backup" when objects exist without a manifest', async () => {
@@ -272,8 +265,8 @@ describe('Function: readManifest', () => {
     await storeBackup(prefix, 'clickhouse', partial, { objects: 3, manifest: 'missing' })
     // Act
     const missing = ago(3)
-    const none = await failureOf(readManifest(bucket, prefix, 'clickhouse', missing))
-    const incomplete = await failureOf(readManifest(bucket, prefix, 'clickhouse', partial))
+    const none = await failureOf(new BackupStore(bucket, prefix).readManifest('clickhouse', missing))
+    const incomplete = await failureOf(new BackupStore(bucket, prefix).readManifest('clickhouse', partial))
     // Assess
     expect(none).toBeInstanceOf(BackupNotFoundError)
     expect(none.message).toBe(`no clickhouse backup ${missing} under s3://${bucket}/${prefix}/clickhouse/`)
@@ -289,12 +282,12 @@ describe('Function: readManifest', () => {
     const [notJson, badSchema] = [ago(2), ago(1)]
     await storeBackup(prefix, 'postgres', notJson, { manifest: 'not-json' })
     await storeBackup(prefix, 'postgres', badSchema, { manifest: 'bad-schema' })
-    const a = readManifest(bucket, prefix, 'postgres', notJson)
+    const a = new BackupStore(bucket, prefix).readManifest('postgres', notJson)
     await expect(a).rejects.toBeInstanceOf(ManifestError)
     await expect(a).rejects.toThrow(
       `manifest s3://${bucket}/${manifestKey(prefix, 'postgres', notJson)} is not valid JSON`,
     )
-    const b = readManifest(bucket, prefix, 'postgres', badSchema)
+    const b = new BackupStore(bucket, prefix).readManifest('postgres', badSchema)
     await expect(b).rejects.toBeInstanceOf(ManifestError)
     await expect(b).rejects.toThrow(/formatVersion/)
   })
@@ -314,9 +307,13 @@ describe('Function: readManifest', () => {
       'application/json',
     )
     // Act
-    const otherId = await failureOf(readManifest(bucket, prefix, 'clickhouse', id))
-    const otherEngine = await failureOf(readManifest(bucket, prefix, 'clickhouse', manifest.backupId))
-    const otherPrefix = await failureOf(readManifest(bucket, `${prefix}-copy`, 'postgres', manifest.backupId))
+    const otherId = await failureOf(new BackupStore(bucket, prefix).readManifest('clickhouse', id))
+    const otherEngine = await failureOf(
+      new BackupStore(bucket, prefix).readManifest('clickhouse', manifest.backupId),
+    )
+    const otherPrefix = await failureOf(
+      new BackupStore(bucket, `${prefix}-copy`).readManifest('postgres', manifest.backupId),
+    )
     // Assess
     for (const error of [otherId, otherEngine, otherPrefix]) expect(error).toBeInstanceOf(UntrustedInputError)
     expect(otherId.message).toMatch(/backupId is "\d{8}T\d{6}\.\d{3}Z", expected "/)
@@ -336,8 +333,8 @@ describe('Function: resolveBackup', () => {
     await storeBackup(prefix, 'postgres', moved!, { manifest: 'elsewhere' })
     await storeBackup(prefix, 'postgres', partial!, { manifest: 'missing' })
     // Act
-    const latest = await resolveBackup(bucket, prefix, 'postgres', 'latest')
-    const byId = await resolveBackup(bucket, prefix, 'postgres', older!)
+    const latest = await new BackupStore(bucket, prefix).resolve('postgres', 'latest')
+    const byId = await new BackupStore(bucket, prefix).resolve('postgres', older!)
     // Assess
     expect(latest.backupId).toBe(good)
     expect(byId.backupId).toBe(older)
@@ -348,7 +345,7 @@ describe('Function: resolveBackup', () => {
     await storeBackup(prefix, 'clickhouse', ago(1), { manifest: 'missing' })
     await storeBackup(prefix, 'clickhouse', ago(2), { manifest: 'not-json' })
     await storeBackup(prefix, 'postgres', ago(3))
-    const none = resolveBackup(bucket, prefix, 'clickhouse', 'latest')
+    const none = new BackupStore(bucket, prefix).resolve('clickhouse', 'latest')
     await expect(none).rejects.toBeInstanceOf(BackupNotFoundError)
     await expect(none).rejects.toThrow(
       `no complete clickhouse backup under s3://${bucket}/${prefix}/clickhouse/ (2 backup id(s) found, none with a valid manifest)`,
@@ -356,9 +353,9 @@ describe('Function: resolveBackup', () => {
   })
 
   it('refuses an id that is not a backup id before touching S3', async () => {
-    await expect(resolveBackup(bucket, uniquePrefix(), 'postgres', '../../etc')).rejects.toBeInstanceOf(
-      UntrustedInputError,
-    )
+    await expect(
+      new BackupStore(bucket, uniquePrefix()).resolve('postgres', '../../etc'),
+    ).rejects.toBeInstanceOf(UntrustedInputError)
   })
 })
 
@@ -373,7 +370,7 @@ describe('Function: writeManifest', () => {
       objects: [{ ...manifest.objects[0]!, key: `${prefix}/clickhouse/${id}/../x` }],
     }
     // Act
-    const write = writeManifest(bucket, escaping)
+    const write = new BackupStore(bucket, escaping.prefix).writeManifest(escaping)
     // Assess
     await expect(write).rejects.toBeInstanceOf(ManifestError)
     await expect(write).rejects.toThrow(/objects\.0\.key/)
@@ -384,8 +381,10 @@ describe('Function: writeManifest', () => {
     const prefix = uniquePrefix()
     const id = ago(1)
     const { manifest } = await storeBackup(prefix, 'postgres', id, { manifest: 'missing' })
-    expect(await writeManifest(bucket, manifest)).toBe(manifestKey(prefix, 'postgres', id))
-    expect((await listBackups(bucket, prefix, 'postgres'))[0]!.complete).toBe(true)
+    expect(await new BackupStore(bucket, manifest.prefix).writeManifest(manifest)).toBe(
+      manifestKey(prefix, 'postgres', id),
+    )
+    expect((await new BackupStore(bucket, prefix).list('postgres'))[0]!.complete).toBe(true)
   })
 })
 
@@ -424,7 +423,7 @@ describe('Function: pruneBackups', () => {
     const { prefix, ids, planned, stray } = await scenario(1100)
     const before = await keysBelow(prefix)
     // Act: dry run
-    const dry = await pruneBackups({ bucket, prefix, engine: 'clickhouse', policy, now, dryRun: true })
+    const dry = await new BackupStore(bucket, prefix).prune('clickhouse', { policy, now, dryRun: true })
     // Assess: nothing touched
     expect(await keysBelow(prefix)).toEqual(before)
     expect(deletes).toEqual([])
@@ -439,7 +438,7 @@ describe('Function: pruneBackups', () => {
       ]),
     )
     // Act: the real run
-    const real = await pruneBackups({ bucket, prefix, engine: 'clickhouse', policy, now, dryRun: false })
+    const real = await new BackupStore(bucket, prefix).prune('clickhouse', { policy, now, dryRun: false })
     // Assess: the same report, exactly the planned keys gone, the stray object untouched
     expect(real).toEqual<PruneReport>({ ...dry, dryRun: false })
     const after = await keysBelow(prefix)
@@ -451,7 +450,7 @@ describe('Function: pruneBackups', () => {
     expect(deletes[0]).toEqual([manifestKey(prefix, 'clickhouse', ids.huge)])
     expect(deletes[3]).toEqual([manifestKey(prefix, 'clickhouse', ids.old)])
     expect(deletes[5]!.every((k) => k.includes(`/${ids.partial}/data/`))).toBe(true)
-    expect(await resolveBackup(bucket, prefix, 'clickhouse', 'latest')).toMatchObject({
+    expect(await new BackupStore(bucket, prefix).resolve('clickhouse', 'latest')).toMatchObject({
       backupId: ids.newest,
     })
   })
@@ -461,7 +460,7 @@ describe('Function: pruneBackups', () => {
     const { prefix, ids } = await scenario(5)
     refuseDeleteNumber = 2
     // Act
-    const failed = pruneBackups({ bucket, prefix, engine: 'clickhouse', policy, now, dryRun: false })
+    const failed = new BackupStore(bucket, prefix).prune('clickhouse', { policy, now, dryRun: false })
     // Assess: the error says what and where, keeps S3's name for the state machine's Catch
     await expect(failed).rejects.toMatchObject({
       name: 'AccessDenied',
@@ -471,7 +470,7 @@ describe('Function: pruneBackups', () => {
         ),
       ),
     })
-    const listing = await listBackups(bucket, prefix, 'clickhouse')
+    const listing = await new BackupStore(bucket, prefix).list('clickhouse')
     const huge = listing.find((l) => l.backupId === ids.huge)!
     expect(huge.complete).toBe(false)
     expect(huge.manifestProblem).toBeUndefined()
@@ -479,14 +478,14 @@ describe('Function: pruneBackups', () => {
     expect(listing.find((l) => l.backupId === ids.old)!.complete).toBe(true)
     // Act: a later prune, S3 healthy again, removes what is left
     refuseDeleteNumber = undefined
-    const later = await pruneBackups({ bucket, prefix, engine: 'clickhouse', policy, now, dryRun: false })
+    const later = await new BackupStore(bucket, prefix).prune('clickhouse', { policy, now, dryRun: false })
     // Assess
     expect(later.removed.map((r) => [r.backupId, r.objects])).toEqual([
       [ids.huge, 5],
       [ids.old, 3],
       [ids.partial, 2],
     ])
-    expect(await listBackups(bucket, prefix, 'clickhouse')).toHaveLength(4)
+    expect(await new BackupStore(bucket, prefix).list('clickhouse')).toHaveLength(4)
   })
 
   it('keeps incomplete backups that are still being written', async () => {
@@ -495,10 +494,7 @@ describe('Function: pruneBackups', () => {
     const id = ago(0.01)
     await storeBackup(prefix, 'clickhouse', id, { manifest: 'missing' })
     // Act
-    const report = await pruneBackups({
-      bucket,
-      prefix,
-      engine: 'clickhouse',
+    const report = await new BackupStore(bucket, prefix).prune('clickhouse', {
       policy,
       now: new Date(),
       dryRun: false,

@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { ClickHouseError, ConfigError } from '#core/errors.ts'
 import { freePort } from '#devtools/servers.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { nativeRowCounter } from '#engines/clickhouse/nativeRowCounter.ts'
 
 const { clickhouse } = inject('servers')
@@ -44,7 +45,7 @@ describe('Function: connectClickHouse', () => {
     expect(http).toMatchObject({ kind: 'http', database: 'langsight' })
     await http.close()
     await expect(connectClickHouse('chdb://relative/dir')).rejects.toBeInstanceOf(ConfigError)
-    await expect(connectClickHouse(`chdb://${chdbDir}?database=a;b`)).rejects.toThrow(/not a plain name/)
+    await expect(connectClickHouse(`chdb://${chdbDir}?database=a;b`)).rejects.toThrow(/database "a;b" is not accepted/)
   })
 })
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { ClickHouseError } from '#core/errors.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { listClickHouseTables } from '#engines/clickhouse/listTables.ts'
 
 const { clickhouse } = inject('servers')

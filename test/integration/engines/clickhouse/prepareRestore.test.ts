@@ -3,9 +3,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { manifestKey, tableDataKey } from '#core/backupKeys.ts'
 import { UntrustedInputError } from '#core/errors.ts'
 import { type ClickHouseTable, type Manifest, parseManifest } from '#core/manifest.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { parseDdl, retargetDdl } from '#engines/clickhouse/ddl.ts'
-import { prepareClickHouseRestore, validateClickHouseManifest } from '#engines/clickhouse/restore.ts'
+import { validateClickHouseManifest } from '#engines/clickhouse/restore/plan.ts'
+import { prepareClickHouseRestore } from '#engines/clickhouse/restore/prepare.ts'
 
 const { clickhouse } = inject('servers')
 const suffix = randomBytes(3).toString('hex')

@@ -7,16 +7,15 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { backupIdFor, manifestKey, tableDataKey } from '#core/backupKeys.ts'
 import { ChecksumMismatchError, ClickHouseError } from '#core/errors.ts'
 import { type Manifest, parseManifest } from '#core/manifest.ts'
-import { type ClickHouseConnection, connectClickHouse } from '#engines/clickhouse/connection.ts'
+import { PREVIOUS_SUFFIX } from '#core/names.ts'
+import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { storedColumns } from '#engines/clickhouse/describeDatabase.ts'
 import { exportTableToS3 } from '#engines/clickhouse/exportTable.ts'
 import { listClickHouseTables } from '#engines/clickhouse/listTables.ts'
-import {
-  commitClickHouseRestore,
-  PREVIOUS_SUFFIX,
-  prepareClickHouseRestore,
-  restoreClickHouseObject,
-} from '#engines/clickhouse/restore.ts'
+import { commitClickHouseRestore } from '#engines/clickhouse/restore/commit.ts'
+import { restoreClickHouseObject } from '#engines/clickhouse/restore/load.ts'
+import { prepareClickHouseRestore } from '#engines/clickhouse/restore/prepare.ts'
 import { qualifiedName, quoteIdentifier } from '#engines/clickhouse/sql.ts'
 import { storedFile } from '../../../support/storedObjects.ts'
 
@@ -176,8 +175,9 @@ async function backup(conn: ClickHouseConnection, prefix: string, splitBytes = 1
 /** prepare → every object → commit, as the restore state machine does. */
 async function restore(conn: ClickHouseConnection, manifest: Manifest, targetDatabase: string) {
   const { stagingDatabase, items } = await prepareClickHouseRestore(conn, { manifest, targetDatabase })
-  for (const item of items) await restoreClickHouseObject(conn, { stagingDatabase, item, bucket })
-  return commitClickHouseRestore(conn, { manifest, targetDatabase, stagingDatabase })
+  for (const item of items) await restoreClickHouseObject(conn, { targetDatabase, item, bucket })
+  expect(stagingDatabase).toBe(`${targetDatabase}__lsb_restore`)
+  return commitClickHouseRestore(conn, { manifest, targetDatabase })
 }
 
 async function databases(conn: ClickHouseConnection, like: string): Promise<string[]> {
@@ -291,13 +291,15 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
     writeFileSync(file, original.subarray(0, Math.floor(original.length / 2)))
     try {
       // Act
-      const { stagingDatabase, items } = await prepareClickHouseRestore(conn, {
+      const { items } = await prepareClickHouseRestore(conn, {
         manifest,
         targetDatabase: target,
       })
       const failures: unknown[] = []
       for (const item of items) {
-        await restoreClickHouseObject(conn, { stagingDatabase, item, bucket }).catch((e) => failures.push(e))
+        await restoreClickHouseObject(conn, { targetDatabase: target, item, bucket }).catch((e) =>
+          failures.push(e),
+        )
       }
       // Assess
       expect(failures).toHaveLength(1)
@@ -305,7 +307,7 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
       expect(String((failures[0] as Error).message)).toContain(victim.key)
       expect(await contents(conn, target)).toEqual(live)
       // a commit attempted anyway refuses: the staging counts do not match the manifest
-      const commit = commitClickHouseRestore(conn, { manifest, targetDatabase: target, stagingDatabase })
+      const commit = commitClickHouseRestore(conn, { manifest, targetDatabase: target })
       await expect(commit).rejects.toThrow(/table spans: staging holds \d+ rows, the backup \d+/)
       expect(await contents(conn, target)).toEqual(live)
     } finally {
@@ -336,7 +338,7 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
       })
       const item = items.find((i) => i.key === victim.key)!
       // Act
-      const failure = restoreClickHouseObject(conn, { stagingDatabase, item, bucket })
+      const failure = restoreClickHouseObject(conn, { targetDatabase: target, item, bucket })
       // Assess
       await expect(failure).rejects.toBeInstanceOf(ClickHouseError)
       await expect(failure).rejects.toThrow(/invalid Native stream: it ends inside block/)
@@ -352,11 +354,12 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
       manifest,
       targetDatabase: `${db}_retry`,
     })
+    const targetDatabase = `${db}_retry`
     const partition = items.find((i) => i.table === 'spans')!
     const whole = items.find((i) => i.table === 'sessions')!
     for (const item of [partition, whole, partition, whole]) {
       // Act
-      await restoreClickHouseObject(conn, { stagingDatabase, item, bucket })
+      await restoreClickHouseObject(conn, { targetDatabase, item, bucket })
     }
     // Assess
     const [p] = await conn.query<{ n: string }>(
@@ -379,12 +382,12 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
     corrupted[corrupted.length - 5]! ^= 0x01 // in the gzip trailer: only the checksum notices
     writeFileSync(file, corrupted)
     try {
-      const { stagingDatabase, items } = await prepareClickHouseRestore(conn, {
+      const { items } = await prepareClickHouseRestore(conn, {
         manifest,
         targetDatabase: target,
       })
       const item = items.find((i) => i.key === victim.key)!
-      const failure = restoreClickHouseObject(conn, { stagingDatabase, item, bucket })
+      const failure = restoreClickHouseObject(conn, { targetDatabase: target, item, bucket })
       await expect(failure).rejects.toBeInstanceOf(Error)
       await expect(failure).rejects.toThrow(victim.key)
       await expect(failure).rejects.toSatisfy(

@@ -5,13 +5,10 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { deleteObjects, hashObject, listObjects } from '#catalog/objectStore.ts'
 import { ConfigError, PgDumpError, PgVersionError, TransientError } from '#core/errors.ts'
-import {
-  assertDumpToolCompatible,
-  dumpPostgresToS3,
-  inspectPostgres,
-  parsePostgresUrl,
-  pgToolVersion,
-} from '#engines/postgres.ts'
+import { inspectPostgres } from '#engines/postgres/connectPostgres.ts'
+import { dumpPostgresToS3 } from '#engines/postgres/dumpPostgresToS3.ts'
+import { assertDumpToolCompatible, pgToolVersion } from '#engines/postgres/pgTool.ts'
+import { parsePostgresUrl } from '#engines/postgres/postgresUrl.ts'
 
 const { postgres: server, s3 } = inject('servers')
 const bucket = s3.bucket

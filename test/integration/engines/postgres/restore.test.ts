@@ -2,7 +2,8 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { deleteObjects, listObjects, openObject, putBytes } from '#catalog/objectStore.ts'
 import { PgRestoreError, UntrustedInputError } from '#core/errors.ts'
-import { dumpPostgresToS3, restorePostgresFromS3 } from '#engines/postgres.ts'
+import { dumpPostgresToS3 } from '#engines/postgres/dumpPostgresToS3.ts'
+import { restorePostgresFromS3 } from '#engines/postgres/restorePostgresFromS3.ts'
 
 const { postgres: server, s3 } = inject('servers')
 const bucket = s3.bucket
