@@ -45,7 +45,9 @@ describe('Function: connectClickHouse', () => {
     expect(http).toMatchObject({ kind: 'http', database: 'langsight' })
     await http.close()
     await expect(connectClickHouse('chdb://relative/dir')).rejects.toBeInstanceOf(ConfigError)
-    await expect(connectClickHouse(`chdb://${chdbDir}?database=a;b`)).rejects.toThrow(/database "a;b" is not accepted/)
+    await expect(connectClickHouse(`chdb://${chdbDir}?database=a;b`)).rejects.toThrow(
+      /database "a;b" is not accepted/,
+    )
   })
 })
 
