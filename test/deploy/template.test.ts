@@ -57,7 +57,11 @@ async function ensurePackaged(): Promise<void> {
     'package.json',
     'statemachines',
     'functions',
-    'shared',
+    'core',
+    'catalog',
+    'engines',
+    'notify',
+    'infra',
     'scripts',
     'layer/build',
   ]
