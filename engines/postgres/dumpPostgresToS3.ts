@@ -2,8 +2,8 @@ import { uploadStream } from '#catalog/objectStore.ts'
 import { ConfigError, PgDumpError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import { APPLICATION_NAME, inspectPostgres } from './connectPostgres.ts'
-import { assertDumpToolCompatible, pgToolVersion, spawnPgTool } from './pgTool.ts'
-import { parsePostgresUrl, toolConnectionArgs, toolEnv } from './postgresUrl.ts'
+import { assertDumpToolCompatible, pgToolVersion, spawnPgTool, toolEnv } from './pgTool.ts'
+import { parsePostgresUrl, toolConnectionArgs } from './postgresUrl.ts'
 import { progressMeter } from './progressMeter.ts'
 
 export interface DumpOptions {

@@ -7,6 +7,7 @@ import { loadSettings } from '#core/config.ts'
 import { ConfigError, PgVersionError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import type { PostgresInfo } from './connectPostgres.ts'
+import { LIBPQ_PARAMS, type PostgresTarget } from './postgresUrl.ts'
 
 export type PgToolName = 'pg_dump' | 'pg_restore'
 
@@ -161,4 +162,26 @@ export function spawnPgTool(
       return closed
     },
   }
+}
+
+/**
+ * The whole environment of a pg_dump / pg_restore child: the password travels here (a process's
+ * environment is readable only by its user, unlike argv), plus the URL's libpq parameters.
+ */
+export function toolEnv(
+  target: PostgresTarget,
+  applicationName: string,
+  toolPath: string,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    PGPASSWORD: target.password,
+    PGAPPNAME: applicationName,
+    // English messages: stderr is matched for pg_dump's error lines.
+    LC_ALL: 'C',
+  }
+  const libraryPath = libraryPathFor(toolPath)
+  if (libraryPath) env.LD_LIBRARY_PATH = libraryPath
+  for (const [name, value] of Object.entries(target.params)) env[LIBPQ_PARAMS[name]!] = value
+  return env
 }

@@ -3,7 +3,6 @@ import type { ClientConfig } from 'pg'
 import { ConfigError } from '#core/errors.ts'
 import { assertConfiguredDatabase } from '#core/names.ts'
 import { registerSecret } from '#core/redact.ts'
-import { libraryPathFor } from './pgTool.ts'
 
 /** The parts of a `postgres://user:password@host:port/database?sslmode=…` URL. */
 export interface PostgresTarget {
@@ -19,7 +18,7 @@ export interface PostgresTarget {
 }
 
 /** Query parameters accepted in the URL, and the libpq environment variable each one becomes for a child. */
-const LIBPQ_PARAMS: Readonly<Record<string, string>> = {
+export const LIBPQ_PARAMS: Readonly<Record<string, string>> = {
   sslmode: 'PGSSLMODE',
   sslrootcert: 'PGSSLROOTCERT',
   sslcert: 'PGSSLCERT',
@@ -100,28 +99,6 @@ export function toolConnectionArgs(target: PostgresTarget): string[] {
     `--username=${target.user}`,
     `--dbname=${target.database}`,
   ]
-}
-
-/**
- * The whole environment of a pg_dump / pg_restore child: the password travels here (a process's
- * environment is readable only by its user, unlike argv), plus the URL's libpq parameters.
- */
-export function toolEnv(
-  target: PostgresTarget,
-  applicationName: string,
-  toolPath: string,
-): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    PGPASSWORD: target.password,
-    PGAPPNAME: applicationName,
-    // English messages: stderr is matched for pg_dump's error lines.
-    LC_ALL: 'C',
-  }
-  const libraryPath = libraryPathFor(toolPath)
-  if (libraryPath) env.LD_LIBRARY_PATH = libraryPath
-  for (const [name, value] of Object.entries(target.params)) env[LIBPQ_PARAMS[name]!] = value
-  return env
 }
 
 /**

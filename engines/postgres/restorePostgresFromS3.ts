@@ -11,14 +11,8 @@ import {
   quoteIdent,
   serverInfo,
 } from './connectPostgres.ts'
-import { type PgToolVersion, pgToolVersion, spawnPgTool } from './pgTool.ts'
-import {
-  type PostgresTarget,
-  parsePostgresUrl,
-  toolConnectionArgs,
-  toolEnv,
-  withDatabase,
-} from './postgresUrl.ts'
+import { type PgToolVersion, pgToolVersion, spawnPgTool, toolEnv } from './pgTool.ts'
+import { type PostgresTarget, parsePostgresUrl, toolConnectionArgs, withDatabase } from './postgresUrl.ts'
 import { progressMeter } from './progressMeter.ts'
 
 export interface RestoreOptions {
