@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Context } from 'aws-lambda'
@@ -25,6 +26,19 @@ promiseWithResolvers.withResolvers ??= () => {
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
+/** Each function's settings as deployed (infra/functions.cjs): the local run keeps their timeouts. */
+const deployed = createRequire(import.meta.url)(join(root, 'infra', 'functions.cjs')) as {
+  functions: () => Record<string, { timeout?: number }>
+}
+
+/** Lambda's answer when a function outlives its timeout: Step Functions sees this error name. */
+export class LambdaTimeout extends Error {
+  constructor(functionName: string, seconds: number) {
+    super(`Task timed out after ${seconds.toFixed(2)} seconds (${functionName})`)
+    this.name = 'Sandbox.Timedout'
+  }
+}
+
 export type MachineName = 'backup' | 'restore'
 type Json = Parameters<StateMachine['run']>[0]
 /** An execution event (the library declares the type but does not export it). */
@@ -39,6 +53,8 @@ export interface LocalRunOptions {
   onEvent?: (event: EventLog) => void
   /** Milliseconds between retries instead of the ASL's IntervalSeconds (tests). */
   retryIntervalMs?: number
+  /** Function timeouts in seconds by function name, instead of the deployed ones (tests). */
+  functionTimeouts?: Record<string, number>
   /** Runs before each Task's handler with the state's name and input: fault injection in tests. */
   beforeTask?: (state: string, input: unknown) => Promise<void> | void
   signal?: AbortSignal
@@ -89,10 +105,33 @@ export function functionKeyOf(resource: unknown): string | undefined {
   return getAtt?.[1] === 'Arn' ? getAtt[0] : undefined
 }
 
+/**
+ * Calls a handler as Lambda would: with the function's timeout in its context (middy's abort
+ * signal fires before it), and a LambdaTimeout when it has not returned by then.
+ */
+async function invokeLikeLambda(
+  handler: (event: unknown, context: Context) => Promise<Json>,
+  functionName: string,
+  timeoutSeconds: number,
+  input: Json,
+): Promise<Json> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LambdaTimeout(functionName, timeoutSeconds)), timeoutSeconds * 1000)
+  })
+  try {
+    return await Promise.race([handler(input, lambdaContext(functionName, timeoutSeconds * 1000)), timedOut])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 async function localHandlers(
   machine: MachineName,
   native: Record<string, TaskHandler>,
+  timeouts: Record<string, number>,
 ): Promise<Record<string, TaskHandler>> {
+  const settings = deployed.functions()
   const handlers: Record<string, TaskHandler> = {}
   for (const [name, state] of taskStates(loadDefinition(machine).States)) {
     const key = functionKeyOf(state.Resource)
@@ -100,7 +139,9 @@ async function localHandlers(
       const module = (await import(join(root, 'functions', `${key}.ts`))) as {
         handler: (event: unknown, context: Context) => Promise<Json>
       }
-      handlers[name] = (input) => module.handler(input, lambdaContext(key))
+      const timeout = timeouts[key] ?? settings[key]?.timeout
+      if (!timeout) throw new Error(`function ${key} of ${machine} has no timeout in infra/functions.cjs`)
+      handlers[name] = (input) => invokeLikeLambda(module.handler, key, timeout, input)
     } else {
       handlers[name] =
         native[name] ??
@@ -123,7 +164,7 @@ export async function runStateMachine(
   options: LocalRunOptions = {},
 ): Promise<LocalRunResult> {
   const definition = loadDefinition(machine)
-  const handlers = await localHandlers(machine, options.nativeHandlers ?? {})
+  const handlers = await localHandlers(machine, options.nativeHandlers ?? {}, options.functionTimeouts ?? {})
   if (options.beforeTask) {
     const before = options.beforeTask
     for (const [name, run] of Object.entries(handlers)) {
