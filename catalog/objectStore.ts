@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { loadSettings } from '#core/config.ts'
+import { stallGuard, stallLimitMs } from '#core/deadline.ts'
 import { ChecksumMismatchError, TransientError } from '#core/errors.ts'
 
 export interface ObjectDigest {
@@ -40,7 +41,13 @@ export function s3Client(): S3Client {
   const id = `${endpoint ?? 'aws'}|${region}`
   let client = clients.get(id)
   if (!client) {
-    const config: S3ClientConfig = { region, maxAttempts: 5 }
+    const config: S3ClientConfig = {
+      region,
+      maxAttempts: 5,
+      // a connection that never opens, or a socket with no byte for the stall limit, fails the
+      // attempt (and the SDK retries it) instead of waiting forever
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: stallLimitMs() },
+    }
     if (endpoint) {
       config.endpoint = endpoint
       config.forcePathStyle = true
@@ -118,7 +125,10 @@ export async function uploadStream(source: Readable, options: UploadOptions): Pr
   const uploaded = upload.done()
   uploaded.catch(() => {}) // observed below; avoid an unhandled rejection while the pipeline runs
   try {
-    await pipeline([source, ...(options.transforms ?? []), hasher, gate, body], { signal: options.signal })
+    const guard = stallGuard(`upload to s3://${options.bucket}/${options.key}`)
+    await pipeline([source, guard, ...(options.transforms ?? []), hasher, gate, body], {
+      signal: options.signal,
+    })
     await uploaded
   } catch (error) {
     await upload.abort().catch(() => {})
@@ -144,7 +154,10 @@ export async function openObject(bucket: string, key: string, signal?: AbortSign
   const response = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }), {
     abortSignal: signal,
   })
-  return response.Body as Readable
+  // a read that stops mid-object fails as a StallError instead of waiting for bytes that never come
+  const guard = stallGuard(`read of s3://${bucket}/${key}`)
+  pipeline(response.Body as Readable, guard).catch(() => {}) // the error reaches the reader through `guard`
+  return guard
 }
 
 /** An object's bytes as text, or undefined when it does not exist. */

@@ -1,4 +1,4 @@
-import { getParameter } from '@aws-lambda-powertools/parameters/ssm'
+import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm'
 import { z } from 'zod'
 import { ConfigError } from './errors.ts'
 import { registerSecret } from './redact.ts'
@@ -44,6 +44,8 @@ const settingsSchema = z.object({
   LSB_PG_COMPRESS: int(0, 9).default(1),
   LSB_PG_BIN_DIR: z.string().optional(),
   LSB_MAP_CONCURRENCY: int(1, 40).default(4),
+  /** A transfer with no byte for this long is a StallError (retried), never a silent wait. */
+  LSB_STALL_SECONDS: int(5, 900).default(120),
   LSB_RETENTION_POSTGRES_DAYS: int(1, 3650).default(30),
   LSB_RETENTION_CLICKHOUSE_DAYS: int(1, 3650).default(84),
   LSB_KEEP_LAST: int(1, 1000).default(3),
@@ -107,6 +109,13 @@ export type SecretName = 'LSB_POSTGRES_URL' | 'LSB_CLICKHOUSE_URL' | 'LSB_SLACK_
 const secretCache = new Map<SecretName, Promise<string | undefined>>()
 const SECRET_MAX_AGE_SECONDS = 300
 
+/** SSM with bounded waits: a connection in 5 s, no silent socket for more than 20 s, 3 attempts. */
+let ssm: SSMProvider | undefined
+const ssmProvider = () =>
+  (ssm ??= new SSMProvider({
+    clientConfig: { maxAttempts: 3, requestHandler: { connectionTimeout: 5_000, requestTimeout: 20_000 } },
+  }))
+
 /**
  * A secret by name. Locally it is the environment variable itself; on AWS the variable
  * `<NAME>_SSM` holds the name of an SSM SecureString parameter, read (decrypted) at run
@@ -124,7 +133,7 @@ export async function getSecret(
     const parameterName = env[`${name}_SSM`]
     if (!parameterName) return undefined
     try {
-      return await getParameter(parameterName, { decrypt: true, maxAge: SECRET_MAX_AGE_SECONDS })
+      return await ssmProvider().get(parameterName, { decrypt: true, maxAge: SECRET_MAX_AGE_SECONDS })
     } catch (error) {
       throw new ConfigError(`cannot read SSM parameter ${parameterName} for ${name}`, { cause: error })
     }

@@ -33,3 +33,8 @@ export class MigrationError extends NamedError {}
 export class TransientError extends NamedError {}
 /** Slack refused or could not be reached. */
 export class NotifyError extends NamedError {}
+/**
+ * A transfer made no progress for the stall limit (LSB_STALL_SECONDS): a connection cut without a
+ * reset, a server that stopped answering. Retried by the state machine; never waited out.
+ */
+export class StallError extends NamedError {}

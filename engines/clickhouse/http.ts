@@ -1,6 +1,7 @@
 /** A ClickHouse server over HTTP(S), through @clickhouse/client. */
 import { finished } from 'node:stream/promises'
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
+import { stallLimitMs } from '#core/deadline.ts'
 import { redact } from '#core/redact.ts'
 import {
   type ClickHouseConnection,
@@ -10,9 +11,6 @@ import {
   runText,
 } from './connection.ts'
 
-/** Lambda's maximum run time: the abort signal, not a socket timer, ends long transfers. */
-const REQUEST_TIMEOUT_MS = 15 * 60 * 1000
-
 export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseConnection> {
   const database = databaseFrom(parsed.pathname.replace(/^\//, ''), url)
   const client = createClient({
@@ -21,7 +19,8 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
     password: decodeURIComponent(parsed.password),
     // every statement names its database: the session stays on the server's default database,
     // so a database that does not exist yet (a restore target) is no error
-    request_timeout: REQUEST_TIMEOUT_MS,
+    // a socket with no byte for the stall limit fails the request; the step's abort signal ends the rest
+    request_timeout: stallLimitMs(),
     // the client would log each failed query with its text; our errors say what failed, redacted
     log: { level: ClickHouseLogLevel.OFF },
   })

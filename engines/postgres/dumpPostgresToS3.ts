@@ -1,4 +1,5 @@
 import { uploadStream } from '#catalog/objectStore.ts'
+import { stallLimitMs } from '#core/deadline.ts'
 import { ConfigError, PgDumpError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import { APPLICATION_NAME, inspectPostgres } from './connectPostgres.ts'
@@ -51,6 +52,8 @@ export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult
     '--format=custom',
     `--compress=${compressLevel}`,
     '--no-password',
+    // a table locked by someone else fails the dump after the stall limit instead of waiting for good
+    `--lock-wait-timeout=${stallLimitMs()}`,
     ...toolConnectionArgs(target),
   ]
   const dump = spawnPgTool(tool.path, args, toolEnv(target, `${APPLICATION_NAME} pg_dump`, tool.path), {

@@ -179,6 +179,8 @@ export function toolEnv(
     PGAPPNAME: applicationName,
     // English messages: stderr is matched for pg_dump's error lines.
     LC_ALL: 'C',
+    // a server that never answers the connection fails it (the URL's connect_timeout wins)
+    PGCONNECT_TIMEOUT: '15',
   }
   const libraryPath = libraryPathFor(toolPath)
   if (libraryPath) env.LD_LIBRARY_PATH = libraryPath

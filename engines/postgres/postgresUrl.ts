@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { ClientConfig } from 'pg'
+import { stallLimitMs } from '#core/deadline.ts'
 import { ConfigError } from '#core/errors.ts'
 import { assertConfiguredDatabase } from '#core/names.ts'
 import { registerSecret } from '#core/redact.ts'
@@ -128,5 +129,8 @@ export function clientConfig(
     ssl,
     application_name: target.params.application_name ?? applicationName,
     connectionTimeoutMillis: (connect_timeout ? Number(connect_timeout) : 15) * 1000,
+    // our own statements are short (preflight, create, rename, terminate): none may wait forever
+    query_timeout: stallLimitMs(),
+    keepAlive: true,
   }
 }

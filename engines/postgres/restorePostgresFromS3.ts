@@ -1,4 +1,5 @@
 import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { openObject } from '#catalog/objectStore.ts'
 import { PgRestoreError } from '#core/errors.ts'
@@ -92,7 +93,18 @@ export async function restorePostgresFromS3(options: RestoreOptions): Promise<Re
       await swapIn(run, names, live !== undefined)
       return { database: names.live, previousDatabase: live ? names.previous : null, tables }
     } catch (error) {
-      await drop(names.restoring).catch(() => {})
+      // a session of the restoring database may still be closing: a few tries, then the next
+      // restore drops it first anyway
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (
+          await drop(names.restoring).then(
+            () => true,
+            () => false,
+          )
+        )
+          break
+        await sleep(250)
+      }
       throw error
     }
   } finally {

@@ -275,7 +275,7 @@ describe('Function: dumpPostgresToS3', () => {
     expect(seen).toHaveLength(1)
     expect(seen[0]!.argv.join(' ')).not.toContain(server.password)
     expect(seen[0]!.argv).toContain('--username=postgres')
-    const expectedEnv = ['LC_ALL', 'PATH', 'PGAPPNAME', 'PGPASSWORD']
+    const expectedEnv = ['LC_ALL', 'PATH', 'PGAPPNAME', 'PGCONNECT_TIMEOUT', 'PGPASSWORD']
     if (process.env.LD_LIBRARY_PATH) expectedEnv.unshift('LD_LIBRARY_PATH')
     expect(seen[0]!.env.map((v) => v.split('=')[0]).sort()).toEqual(expectedEnv)
     expect(pgDumpProcesses(bigDb)).toEqual([])
