@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Builds a Lambda layer holding pg_dump and pg_restore of one PostgreSQL major version:
 #
-#   scripts/build-pg-layer.sh <major> [outdir]      →  <outdir>/pgtools-<major>.zip  (default outdir layer/build)
+#   scripts/build-pg-layer.sh [major] [outdir]      →  <outdir>/pgtools-<major>.zip  (default major 17,
+#                                                       default outdir layer/build); the path on stdout
 #
 # Layout inside the zip (Lambda unpacks layers to /opt):
-#   bin/pg_dump, bin/pg_restore   the client binaries of Debian's postgresql-client-<major>
+#   bin/pg_dump, bin/pg_restore   the client binaries (17: also bin/psql)
 #   lib/*.so.*                    every shared library they load, except glibc's own (Lambda provides those)
-#   VERSION                       the client version, e.g. "15.20-0+deb12u1"
+#   VERSION                       the client's `pg_dump --version`
+#
+# Major 17 (the default) is compiled here from Debian 13's source package by scripts/build-postgres.sh,
+# which caches the result per pinned version outside the work tree (LSB_BUILD_CACHE) and runs all
+# the checks below itself; this script copies its zip. LSB_PG_LAYER_FROM=deb takes 17 from Debian
+# packages instead, like every other major:
 #
 # The binaries come from Debian packages fetched with `apt-get download` and unpacked with
 # `dpkg-deb -x` into a temporary directory: nothing is installed system-wide. When apt has no
@@ -27,10 +33,34 @@ die() {
   exit 1
 }
 
-major=${1:-}
-[[ $major =~ ^[0-9]{2}$ ]] || die "usage: $0 <postgres-major, e.g. 16> [outdir]"
+# The major scripts/build-postgres.sh compiles from source.
+readonly SOURCE_BUILT_MAJOR=17
+
+major=${1:-$SOURCE_BUILT_MAJOR}
+[[ $major =~ ^[0-9]{2}$ ]] || die "usage: $0 [postgres-major, default $SOURCE_BUILT_MAJOR] [outdir]"
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 outdir=${2:-$repo_root/layer/build}
+layer_from=${LSB_PG_LAYER_FROM:-}
+if [[ -z $layer_from ]]; then
+  if [[ $major == "$SOURCE_BUILT_MAJOR" && -z ${LSB_PG_DEB_DIR:-} ]]; then layer_from=source; else layer_from=deb; fi
+fi
+[[ $layer_from == source || $layer_from == deb ]] || die "LSB_PG_LAYER_FROM=$layer_from: expected source or deb"
+
+if [[ $layer_from == source ]]; then
+  [[ $major == "$SOURCE_BUILT_MAJOR" ]] ||
+    die "only PostgreSQL $SOURCE_BUILT_MAJOR is built from source (scripts/build-postgres.sh); for $major use LSB_PG_LAYER_FROM=deb"
+  # Cached per version: a no-op after the first build. Its checks (glibc <= 2.34, every library
+  # from the layer, the tools running with an empty environment) are done there.
+  built=$(bash "$repo_root/scripts/build-postgres.sh") || die "scripts/build-postgres.sh failed"
+  [[ -f $built/pgtools-$major.zip ]] || die "scripts/build-postgres.sh left no $built/pgtools-$major.zip"
+  mkdir -p "$outdir"
+  zipfile=$(cd "$outdir" && pwd)/pgtools-$major.zip
+  # Copy beside the target then rename: a concurrent reader never sees a half-written zip.
+  cp -f "$built/pgtools-$major.zip" "$zipfile.partial.$$" && mv -f "$zipfile.partial.$$" "$zipfile"
+  echo "build-pg-layer: $zipfile ($(cat "$built/layer/VERSION"); built from source, see $built/BUILD-INFO; $(du -k "$zipfile" | cut -f1) KiB)" >&2
+  echo "$zipfile"
+  exit 0
+fi
 for tool in dpkg-deb objdump zip ldd sort; do
   command -v "$tool" >/dev/null || die "$tool is required (apt-get install binutils zip dpkg)"
 done
@@ -55,7 +85,8 @@ if [[ -n ${LSB_PG_DEB_DIR:-} ]]; then
 else
   if ! apt-cache show "postgresql-client-$major" >/dev/null 2>&1; then
     die "postgresql-client-$major is not available from this machine's apt sources.
-  Debian's own repository has only its release's major version (bookworm: 15). For another major:
+  Debian's own repository has only its release's major version (bookworm: 15); $SOURCE_BUILT_MAJOR is built from
+  Debian 13's source by default (scripts/build-pg-layer.sh $SOURCE_BUILT_MAJOR). For another major:
   - run this script on a machine with the PGDG repository (https://wiki.postgresql.org/wiki/Apt)
     configured: apt-get update && scripts/build-pg-layer.sh $major
   - or fetch the packages there (apt-get download postgresql-client-$major libpq5), copy the .deb

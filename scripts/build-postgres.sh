@@ -77,12 +77,15 @@ readonly CFLAGS_FIXED='-O2 -fstack-protector-strong -fstack-clash-protection -fc
 readonly CPPFLAGS_FIXED='-D_FORTIFY_SOURCE=2'
 # --as-needed: pg_dump links libzstd, liblz4 and libz only because it uses them, not every LIBS entry.
 readonly LDFLAGS_FIXED='-Wl,-z,relro -Wl,-z,now -Wl,--as-needed'
-# What `make install` runs in: the core server and client programs; no docs, contrib, ecpg or tests.
-readonly INSTALL_DIRS=(src/backend src/backend/utils/mb/conversion_procs src/backend/snowball
-  src/backend/replication/libpqwalreceiver src/backend/replication/pgoutput src/timezone
-  src/pl/plpgsql src/interfaces/libpq src/bin)
+# Where `make install` runs, in src/Makefile's order: the server and what initdb needs (src/include
+# installs postgres.bki), libpq, and the client programs tests and the layer use. No docs, contrib,
+# ecpg, tests or the other programs (pg_upgrade, pgbench, pg_basebackup, …).
+readonly INSTALL_DIRS=(src/timezone src/backend src/backend/utils/mb/conversion_procs src/backend/snowball
+  src/include src/interfaces/libpq src/backend/replication/libpqwalreceiver src/backend/replication/pgoutput
+  src/pl/plpgsql src/bin/initdb src/bin/pg_ctl src/bin/psql src/bin/pg_dump src/bin/pg_config
+  src/bin/pg_controldata src/bin/scripts)
 readonly LAYER_TOOLS=(pg_dump pg_restore psql)
-readonly RECIPE_REVISION=1
+readonly RECIPE_REVISION=2
 
 die() {
   echo "build-postgres: $*" >&2
@@ -180,7 +183,7 @@ fetch_dir() {
   if id _apt >/dev/null 2>&1 && (($(id -u) == 0)); then chown _apt "$dir"; fi
   echo "$dir"
 }
-index_versions() { apt-cache showsrc "$SRC_PACKAGE" 2>/dev/null | awk '/^Version:/ {print $2}' | sort -uV | tr '\n' ' '; }
+index_versions() { apt-cache showsrc "$SRC_PACKAGE" 2>/dev/null | awk '/^Version:/ {print $2}' | sort -uV | paste -sd' '; }
 
 if [[ -n ${LSB_PG_SOURCE_DIR:-} ]]; then
   [[ -f $LSB_PG_SOURCE_DIR/$dsc_name ]] || die "LSB_PG_SOURCE_DIR=$LSB_PG_SOURCE_DIR holds no $dsc_name"
@@ -237,8 +240,9 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
       done
       return 1
     }
-    get "$dsc_name" "$dsc_sha256" || die "$SRC_PACKAGE $deb_version is no longer served: trixie's index lists ${served:-nothing} and
-  ${POOLS[*]} have no $dsc_name (with sha256 $dsc_sha256).
+    get "$dsc_name" "$dsc_sha256" || die "$SRC_PACKAGE $deb_version cannot be downloaded: trixie's index lists ${served:-nothing}, and
+  ${POOLS[*]} do not serve $dsc_name with sha256 $dsc_sha256
+  (see $cache_root/.fetch.log).
   Pin a served version: set PINNED_DEB_VERSION and PINNED_DSC_SHA256 in $0 to what
   \`apt-cache showsrc $SRC_PACKAGE\` prints (Version, and the .dsc line of Checksums-Sha256),
   or run with POSTGRES_DEB_VERSION=… POSTGRES_DSC_SHA256=…"
@@ -264,6 +268,10 @@ mkdir -p "$work"
 log=$work/build.log
 on_exit() {
   local rc=$?
+  if [[ -n ${smoke:-} ]]; then
+    [[ ! -f $smoke/data/postmaster.pid ]] || as_server_user "$server/bin/pg_ctl" -D "$smoke/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$smoke"
+  fi
   if ((rc != 0)) && [[ -f $log ]]; then
     cp -f "$log" "$cache_root/postgresql-$deb_version.failed.log"
     echo "build-postgres: last lines of the build log ($cache_root/postgresql-$deb_version.failed.log):" >&2
@@ -296,6 +304,8 @@ mkdir -p "$work/obj"
 )
 stage=$work/stage
 # rpathdir: every binary and library finds lib/ relative to itself ($$ is make's escape of $).
+# The generated headers first, alone: some directories (src/timezone) do not wait for them under -j.
+step "make generated-headers" make -C "$work/obj/src/backend" generated-headers
 for dir in "${INSTALL_DIRS[@]}"; do
   step "make -j$jobs install ($dir)" make -C "$work/obj/$dir" -j"$jobs" install DESTDIR="$stage" 'rpathdir=$$ORIGIN/../lib'
 done
@@ -374,7 +384,36 @@ for method in gzip lz4 zstd; do
 done
 echo "$version" >"$layer/VERSION"
 
-# 8. The zip: sorted entries, fixed times (the source's changelog date), no extra attributes.
+# 8. The prefix runs a server, and the layer's tools dump it with zstd and read the archive back:
+#    initdb, pg_ctl start on a Unix socket in the build directory only, pg_dump -Fc -Z zstd,
+#    pg_restore --list, stop. initdb refuses root: as root the server runs as postgres (or nobody).
+server_user=''
+if (($(id -u) == 0)); then
+  server_user=nobody
+  id postgres >/dev/null 2>&1 && server_user=postgres
+fi
+as_server_user() { if [[ -n $server_user ]]; then runuser -u "$server_user" -- "$@"; else "$@"; fi; }
+smoke=$(mktemp -d /tmp/lsb-pgsmoke.XXXXXX) # short: a socket path has at most 107 bytes
+chmod 0755 "$smoke"
+[[ -z $server_user ]] || chown "$server_user" "$smoke"
+smoke_test() { # (set -e does not apply inside a function called from step's ||: each line checks)
+  as_server_user "$server/bin/initdb" -D "$smoke/data" -U postgres -A trust -E UTF8 --locale=C --no-sync || return 1
+  as_server_user "$server/bin/pg_ctl" -D "$smoke/data" -l "$smoke/server.log" -w -t 60 \
+    -o "-c listen_addresses='' -c unix_socket_directories='$smoke' -c fsync=off" start || return 1
+  local conn="host=$smoke user=postgres dbname=postgres"
+  env -i "$server/bin/psql" -X -q -v ON_ERROR_STOP=1 -d "$conn" \
+    -c "CREATE TABLE smoke AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g" || return 1
+  run_layer "$layer/bin/pg_dump" -Fc -Z zstd:3 -d "$conn" -f "$smoke/smoke.dump" || return 1
+  run_layer "$layer/bin/pg_restore" --list "$smoke/smoke.dump" >"$smoke/smoke.list" || return 1
+  grep -q 'Compression: zstd' "$smoke/smoke.list" || return 1
+  grep -q 'TABLE DATA public smoke postgres' "$smoke/smoke.list" || return 1
+  as_server_user "$server/bin/pg_ctl" -D "$smoke/data" -m fast -w stop
+}
+step "smoke test: initdb, pg_ctl start, pg_dump -Fc -Z zstd, pg_restore --list" smoke_test
+rm -rf "$smoke"
+smoke=''
+
+# 9. The zip: sorted entries, fixed times (the source's changelog date), no extra attributes.
 find "$layer" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$layer" && find bin lib VERSION | sort | zip -q -X -@ "$result/$zip_name")
 zip_sha256=$(sha256_of "$result/$zip_name")
@@ -399,7 +438,7 @@ EOF
 echo "build-postgres: PostgreSQL $upstream_version (Debian source $deb_version) server=$out/server layer=$out/layer zip=$out/$zip_name ($zip_kib KiB, $(ls "$layer/lib" | wc -l) libraries, max GLIBC_$max_glibc) sha256=$zip_sha256" >"$result/SUMMARY"
 echo "$recipe_id $zip_sha256" >"$result/.complete"
 
-# 9. Into place: the old directory (if any) is replaced in two renames.
+# 10. Into place: the old directory (if any) is replaced in two renames.
 rm -rf "$out.old"
 [[ ! -e $out ]] || mv "$out" "$out.old"
 mv "$result" "$out"
