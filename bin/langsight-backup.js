@@ -5,5 +5,8 @@ import { register } from 'tsx/esm/api'
 // The CLI prints its own progress on stderr; structured logs only with --verbose.
 process.env.POWERTOOLS_LOG_LEVEL ??= process.argv.includes('--verbose') ? 'DEBUG' : 'SILENT'
 register()
-const { main } = await import('#cli/main.ts')
+const { main } = await import('../cli/main.ts')
 await main(process.argv)
+// Done: a handle something left open (a socket, a timer) must not keep the process alive. Output
+// still being flushed gets a few seconds; then the process ends with the command's exit code.
+setTimeout(() => process.exit(), 5_000).unref()

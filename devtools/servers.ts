@@ -52,6 +52,22 @@ export function postgresBinDir(): string {
   throw new Error('no PostgreSQL server found under /usr/lib/postgresql (apt-get install postgresql)')
 }
 
+/**
+ * The PostgreSQL 17 that scripts/build-postgres.sh compiled (server prefix and Lambda layer), or
+ * undefined when it has not been built on this machine.
+ */
+export function builtPostgres17(): { serverBinDir: string; layerBinDir: string } | undefined {
+  const script = join(import.meta.dirname, '..', 'scripts', 'build-postgres.sh')
+  try {
+    const dir = execFileSync('bash', [script, '--cached-only'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim()
+    return { serverBinDir: join(dir, 'server', 'bin'), layerBinDir: join(dir, 'layer', 'bin') }
+  } catch {
+    return undefined
+  }
+}
+
 export interface PostgresServer {
   port: number
   password: string
@@ -68,8 +84,10 @@ function asPostgresUser(bin: string, args: string[]): [string, string[]] {
   return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args]
 }
 
-export async function startPostgres(options: { password?: string } = {}): Promise<PostgresServer> {
-  const binDir = postgresBinDir()
+export async function startPostgres(
+  options: { password?: string; binDir?: string } = {},
+): Promise<PostgresServer> {
+  const binDir = options.binDir ?? postgresBinDir()
   const password = options.password ?? 'pg-Secret-7f3a'
   const root = mkdtempSync(join(tmpdir(), 'lsb-pg-'))
   const dataDir = join(root, 'data')

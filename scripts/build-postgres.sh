@@ -2,6 +2,7 @@
 # Builds PostgreSQL 17 here (Debian 12) from Debian 13's source package, once per version:
 #
 #   scripts/build-postgres.sh          →  prints the cache directory on stdout, a summary on stderr
+#   scripts/build-postgres.sh --cached-only   the same when already built, else fails at once
 #
 # Two outputs, cached outside the work tree in ${LSB_BUILD_CACHE:-/var/cache/langsight-backup}
 # (~/.cache/langsight-backup when not root), one directory per pinned Debian version:
@@ -85,7 +86,10 @@ readonly INSTALL_DIRS=(src/timezone src/backend src/backend/utils/mb/conversion_
   src/pl/plpgsql src/bin/initdb src/bin/pg_ctl src/bin/psql src/bin/pg_dump src/bin/pg_config
   src/bin/pg_controldata src/bin/scripts)
 readonly LAYER_TOOLS=(pg_dump pg_restore psql)
-readonly RECIPE_REVISION=2
+readonly RECIPE_REVISION=3
+# Our patches to the upstream source, applied in name order (each says why in its own text).
+patch_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/patches
+mapfile -t PATCHES < <(find "$patch_dir" -maxdepth 1 -name '*.patch' | sort)
 
 die() {
   echo "build-postgres: $*" >&2
@@ -114,7 +118,8 @@ out=$cache_root/postgresql-$deb_version
 zip_name=pgtools-$PG_MAJOR.zip
 
 recipe_id=$(printf '%s\n' "$RECIPE_REVISION" "$deb_version" "$dsc_sha256" "${CONFIGURE_FLAGS[@]}" \
-  "$CFLAGS_FIXED" "$CPPFLAGS_FIXED" "$LDFLAGS_FIXED" "${INSTALL_DIRS[@]}" "${LAYER_TOOLS[@]}" |
+  "$CFLAGS_FIXED" "$CPPFLAGS_FIXED" "$LDFLAGS_FIXED" "${INSTALL_DIRS[@]}" "${LAYER_TOOLS[@]}" \
+  "$(cat "${PATCHES[@]}" /dev/null | sha256sum)" |
   sha256sum | cut -c1-16)
 
 # The cache: .complete holds "<recipe> <zip sha256>"; both must match.
@@ -133,6 +138,8 @@ if cached; then
   echo "$out"
   exit 0
 fi
+# --cached-only: say where a finished build is, never start one (tests use this).
+[[ ${1:-} == --cached-only ]] && die "PostgreSQL $deb_version is not built yet: run scripts/build-postgres.sh (or scripts/setup.sh)"
 
 # ---- cold path --------------------------------------------------------------------------------
 started=$SECONDS
@@ -290,6 +297,9 @@ step() { # <name> <command…>: runs a step with its output in the log, timing i
 step "verify and unpack $dsc_name" dpkg-source --require-valid-signature -x --skip-patches "$dsc" "$work/src"
 grep -qx "PACKAGE_VERSION='$upstream_version'" "$work/src/configure" ||
   die "the source of $deb_version is not PostgreSQL $upstream_version"
+for p in "${PATCHES[@]}"; do
+  step "apply $(basename "$p")" patch --batch --forward -p1 -d "$work/src" -i "$p"
+done
 export SOURCE_DATE_EPOCH
 SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l "$work/src/debian/changelog" -STimestamp)
 export TZ=UTC LC_ALL=C
@@ -424,6 +434,7 @@ postgresql $upstream_version from Debian source package $SRC_PACKAGE $deb_versio
 dsc_sha256 $dsc_sha256
 $(dsc_files "$dsc" | awk '{print "source_sha256 " $1 " " $3}')
 recipe $recipe_id
+patches $(for p in "${PATCHES[@]}"; do printf '%s ' "$(basename "$p")"; done)
 configure ${CONFIGURE_FLAGS[*]} --with-extra-version=" (langsight-backup build of Debian $deb_version)"
 CFLAGS $CFLAGS_FIXED -ffile-prefix-map=<build>=/build
 CPPFLAGS $CPPFLAGS_FIXED

@@ -4,14 +4,15 @@
 #
 # Needs no AWS account: Serverless Framework v3 gets fake credentials and every network
 # feature it has (dashboard, telemetry, update checks) is switched off. The pg tools layer is
-# built first when its zip is missing (scripts/build-pg-layer.sh, from Debian packages).
+# built first when its zip is missing or older than its build scripts (scripts/build-pg-layer.sh:
+# PostgreSQL 17 compiled from Debian's source by scripts/build-postgres.sh, cached).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 
 stage=dev
-pg_major=15
+pg_major=17
 args=()
 while (($# > 0)); do
   case $1 in
@@ -24,8 +25,8 @@ while (($# > 0)); do
 done
 
 layer_zip=layer/build/pgtools-$pg_major.zip
-if [[ ! -f $layer_zip ]]; then
-  echo "package: $layer_zip is missing; building it" >&2
+if [[ ! -f $layer_zip || $layer_zip -ot scripts/build-pg-layer.sh || $layer_zip -ot scripts/build-postgres.sh ]]; then
+  echo "package: $layer_zip is missing or stale; building it" >&2
   bash scripts/build-pg-layer.sh "$pg_major" >/dev/null
 fi
 

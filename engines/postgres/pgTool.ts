@@ -83,7 +83,8 @@ export function assertDumpToolCompatible(tool: PgToolVersion, server: PostgresIn
     throw new PgVersionError(
       `pg_dump ${tool.version} (${tool.path}) cannot dump database ${server.database} on PostgreSQL ` +
         `${server.serverVersion}: pg_dump ${server.serverMajor} or newer is required ` +
-        `(point LSB_PG_BIN_DIR at PostgreSQL ${server.serverMajor}+ client tools)`,
+        `(deploy the pg tools layer of scripts/build-pg-layer.sh, PostgreSQL 17 by default, ` +
+        `or point LSB_PG_BIN_DIR at PostgreSQL ${server.serverMajor}+ client tools)`,
     )
   }
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 const run = promisify(execFile)
 const repo = resolve(import.meta.dirname, '../..')
 const script = join(repo, 'scripts/build-pg-layer.sh')
-const MAJOR = '15'
+const MAJOR = '17'
 const GLIBC_FILES = /^(ld-linux.*|libc|libm|libdl|librt|libpthread|libresolv|libutil|libanl|libnsl)\.so/
 const { postgres } = inject('servers')
 
@@ -20,7 +20,8 @@ const newer = (a: number[], b: number[]) => (a[0]! - b[0]! || a[1]! - b[1]!) > 0
 /** The layer zip: reused when it is newer than the script that builds it, built otherwise. */
 function layerZip(): string {
   const zip = join(repo, 'layer/build', `pgtools-${MAJOR}.zip`)
-  if (!existsSync(zip) || statSync(zip).mtimeMs < statSync(script).mtimeMs) {
+  const sources = [script, join(repo, 'scripts/build-postgres.sh')]
+  if (!existsSync(zip) || sources.some((s) => statSync(zip).mtimeMs < statSync(s).mtimeMs)) {
     execFileSync('bash', [script, MAJOR], { stdio: ['ignore', 'pipe', 'inherit'] })
   }
   return zip
