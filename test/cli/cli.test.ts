@@ -11,6 +11,7 @@ import {
 } from '#devtools/sampleData.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import { createPostgresDatabase, uniquePrefix } from '../support/env.ts'
+import { startSlackSink } from '../support/slackSink.ts'
 
 const root = join(import.meta.dirname, '../..')
 let env: NodeJS.ProcessEnv
@@ -105,15 +106,54 @@ describe('CLI: langsight-backup', () => {
     expect(await postgresContentHash(pgUrl)).toEqual(pgBefore)
   })
 
-  it('exits non-zero with a clear message, and no password, when the database is unreachable', async () => {
-    const password = decodeURIComponent(new URL(pgUrl).password)
+  it('exits 1 naming the failed state and the unreachable database', async () => {
     const saved = env.LSB_POSTGRES_URL
     env.LSB_POSTGRES_URL = pgUrl.replace(/:(\d+)\//, ':1/')
     const r = await cli('backup', '--local', '--engine', 'postgres')
     env.LSB_POSTGRES_URL = saved
     expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/SnapshotPostgres|127\.0\.0\.1:1/)
-    expect(r.stderr + r.stdout).not.toContain(password)
+    expect(r.stdout).toBe('')
+    // only a failure draws these: the state that failed, and the error as the last line
+    expect(r.stderr).toMatch(/^✗ SnapshotPostgres: TransientError$/m)
+    expect(r.stderr).toMatch(/^✗ Failed: TransientError$/m)
+    const database = new URL(pgUrl).pathname.slice(1)
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      new RegExp(
+        `^langsight-backup: TransientError: cannot connect to PostgreSQL at 127\\.0\\.0\\.1:1/${database} as postgres: .*ECONNREFUSED`,
+      ),
+    )
+  })
+
+  it('exits 1 with the ClickHouse URL its failure carries masked: no password on stderr, stdout, in logs or Slack', async () => {
+    // Prepare: a ClickHouse URL nobody answers; its connection error names the whole URL
+    const password = 'Ch-S3cret/pass:w0rd'
+    const encoded = encodeURIComponent(password)
+    const slack = await startSlackSink()
+    const saved = { ...env }
+    env.LSB_CLICKHOUSE_URL = `http://default:${encoded}@127.0.0.1:1/langsight`
+    env.LSB_SLACK_WEBHOOK_URL = slack.url
+    try {
+      // Act: --verbose adds the JSON logs and the stack trace to stderr
+      const r = await cli('backup', '--local', '--engine', 'clickhouse', '--verbose')
+      // Assess
+      const masked = 'ClickHouse http://default:***@127.0.0.1:1/langsight'
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/^✗ ListClickHouseTables: \w+Error$/m)
+      expect(r.stderr).toMatch(
+        new RegExp(`^langsight-backup: \\w+Error: ${masked.replace(/[.*]/g, '\\$&')}`, 'm'),
+      )
+      expect(r.stderr).toMatch(/^\{"level":"ERROR","message":"ListClickHouseTables failed"/m)
+      expect(slack.messages).toHaveLength(1)
+      expect(slack.messages[0]!.raw).toContain(masked)
+      for (const text of [r.stdout, r.stderr, ...slack.messages.map((m) => m.raw)]) {
+        expect(text).not.toContain(password)
+        expect(text).not.toContain(encoded)
+        expect(text).not.toContain(slack.url.split('/services/')[1])
+      }
+    } finally {
+      env = saved
+      await slack.close()
+    }
   })
 
   it('verify names the object when a backup is unknown', async () => {

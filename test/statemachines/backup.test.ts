@@ -6,17 +6,18 @@ import { BackupStore } from '#catalog/backupStore.ts'
 import { listObjects, putBytes, verifyObjectChecksum } from '#catalog/objectStore.ts'
 import { LocalExecutionFailed, runStateMachine } from '#cli/local/runStateMachine.ts'
 import { backupIdFor } from '#core/backupKeys.ts'
+import { humanBytes } from '#core/humanBytes.ts'
 import { logger } from '#core/logger.ts'
 import { seedClickHouse, seedPostgres } from '#devtools/sampleData.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
+import type { SlackMessage } from '#notify/slack.ts'
 import { createPostgresDatabase, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 import { corruptStoredObject } from '../support/storedObjects.ts'
 
 const bucket = process.env.LSB_BUCKET!
 let pgUrl: string
-let pgPassword: string
 let chdbUrl: string
 let ch: ClickHouseConnection
 let slack: Awaited<ReturnType<typeof startSlackSink>>
@@ -24,7 +25,6 @@ let slack: Awaited<ReturnType<typeof startSlackSink>>
 beforeAll(async () => {
   const db = await createPostgresDatabase('sm_backup')
   pgUrl = db.url
-  pgPassword = decodeURIComponent(new URL(pgUrl).password)
   await seedPostgres(pgUrl, 0.5)
   chdbUrl = `chdb://${mkdtempSync(join(tmpdir(), 'lsb-chdb-'))}?database=langsight`
   ch = await connectClickHouse(chdbUrl)
@@ -77,8 +77,45 @@ describe('State machine: backup', () => {
     const [count] = await ch.query<{ n: string }>('SELECT count() AS n FROM langsight.tool_call_spans')
     expect(spans.reduce((s, o) => s + (o.rows ?? 0), 0)).toBe(Number(count!.n))
     expect(chManifest.tables.find((t) => t.name === 'daily_costs_mv')?.kind).toBe('materialized_view')
+    // Slack: one success summary whose figures are the manifests'
+    const manifests = await Promise.all(
+      backups.map((b) => new BackupStore(bucket, prefix).readManifest(b.engine as 'postgres', b.backupId)),
+    )
+    const bytesOf = (m: (typeof manifests)[number]) => m.objects.reduce((n, o) => n + o.bytes, 0)
+    const total = manifests.reduce((n, m) => n + bytesOf(m), 0)
+    const chRows = chManifest.objects.reduce((n, o) => n + (o.rows ?? 0), 0)
     expect(slack.messages).toHaveLength(1)
-    expect(slack.messages[0]!.text).toMatch(/succeeded|completed|backup/i)
+    const message = JSON.parse(slack.messages[0]!.raw) as SlackMessage
+    const escaped = humanBytes(total).replace('.', '\\.')
+    expect(message.text).toMatch(
+      new RegExp(`^:white_check_mark: langsight-backup: backup succeeded \\(${escaped}, (\\d+m )?\\d+s\\)$`),
+    )
+    expect(message.blocks[0]).toEqual({
+      type: 'header',
+      text: { type: 'plain_text', text: 'Backup succeeded' },
+    })
+    expect(message.blocks[1]).toEqual({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: [
+          `• *postgres* \`${backups[0]!.backupId}\`: ${humanBytes(bytesOf(manifests[0]!))}, rows not counted, 1 object(s)`,
+          `• *clickhouse* \`${backups[1]!.backupId}\`: ${humanBytes(bytesOf(manifests[1]!))}, ` +
+            `${chRows.toLocaleString('en-US')} rows, ${chManifest.objects.length} object(s)`,
+        ].join('\n'),
+      },
+    })
+    expect(message.blocks[2]).toEqual({
+      type: 'context',
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: expect.stringMatching(
+            new RegExp(`^took (\\d+m )?\\d+s · ${escaped} in total · ${process.env.AWS_REGION}$`),
+          ),
+        },
+      ],
+    })
   })
 
   it('backs up only the engines the input names', async () => {
@@ -125,7 +162,7 @@ describe('State machine: backup', () => {
     expect(slack.messages[0]!.raw).toContain(corrupted)
   })
 
-  it('fails SnapshotPostgres when the database is unreachable, never prunes, and no secret reaches Slack, logs or the error', async () => {
+  it('fails SnapshotPostgres when the database is unreachable and never prunes', async () => {
     // Prepare: an old complete backup that retention would remove after a success
     const prefix = uniquePrefix('unreachable')
     const good = uniquePrefix('seed')
@@ -146,7 +183,27 @@ describe('State machine: backup', () => {
     await putBytes(bucket, `${prefix}/postgres/${oldId}/postgres.dump`, 'x', 'application/octet-stream')
     const badUrl = pgUrl.replace(/:(\d+)\//, ':1/')
     configure(prefix, { LSB_POSTGRES_URL: badUrl, LSB_KEEP_LAST: '1', LSB_RETENTION_POSTGRES_DAYS: '1' })
-    // Every log line, on either stream, is captured.
+    // Act
+    const run = runStateMachine('backup', { engines: ['postgres'] }, { retryIntervalMs: 10 })
+    const failure = (await run.catch((e: LocalExecutionFailed) => e)) as LocalExecutionFailed
+    // Assess
+    expect(failure).toBeInstanceOf(LocalExecutionFailed)
+    expect(failure.message).toMatch(/127\.0\.0\.1:1/)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.raw).toContain('SnapshotPostgres')
+    // Prune never ran: the 400-day-old backup is still there
+    expect((await new BackupStore(bucket, prefix).list('postgres')).map((b) => b.backupId)).toContain(oldId)
+  })
+
+  it('masks the ClickHouse password its failure carries in the error, Slack, every log line and every history event', async () => {
+    // Prepare: a ClickHouse URL nobody answers. Its connection error names the whole URL,
+    // password included: only redaction keeps it out of what leaves the process.
+    const password = 'Ch-S3cret/pass:w0rd'
+    const encoded = encodeURIComponent(password)
+    const badUrl = `http://default:${encoded}@127.0.0.1:1/langsight`
+    const prefix = uniquePrefix('chsecret')
+    configure(prefix, { LSB_CLICKHOUSE_URL: badUrl })
+    const events: string[] = []
     const lines: string[] = []
     const streams = [process.stdout, process.stderr] as const
     const writes = streams.map((s) => s.write)
@@ -158,23 +215,45 @@ describe('State machine: backup', () => {
     }
     logger.setLogLevel('DEBUG')
     // Act
-    const run = runStateMachine('backup', { engines: ['postgres'] }, { retryIntervalMs: 10 })
-    const failure = (await run.catch((e: LocalExecutionFailed) => e)) as LocalExecutionFailed
-    logger.setLogLevel('SILENT')
-    streams.forEach((s, i) => {
-      s.write = writes[i]!
-    })
-    // Assess
+    let failure: unknown
+    try {
+      failure = await runStateMachine(
+        'backup',
+        { engines: ['clickhouse'] },
+        { retryIntervalMs: 10, onEvent: (event) => events.push(JSON.stringify(event)) },
+      ).catch((e: unknown) => e)
+    } finally {
+      logger.setLogLevel('SILENT')
+      streams.forEach((s, i) => {
+        s.write = writes[i]!
+      })
+    }
+    // Assess: the failure is the connection error, with the URL's password masked
+    const masked = 'http://default:***@127.0.0.1:1/langsight'
     expect(failure).toBeInstanceOf(LocalExecutionFailed)
-    expect(failure.message).toMatch(/127\.0\.0\.1:1/)
+    const { error, cause_ } = failure as LocalExecutionFailed
+    expect(cause_).toContain(`ClickHouse ${masked}`)
     expect(slack.messages).toHaveLength(1)
-    expect(slack.messages[0]!.raw).toContain('SnapshotPostgres')
-    const everything = [failure.message, ...slack.messages.map((m) => m.raw), ...lines].join('\n')
-    expect(lines.length).toBeGreaterThan(0)
-    expect(everything).not.toContain(pgPassword)
-    expect(everything).not.toContain(slack.url.split('/services/')[1])
-    // Prune never ran: the 400-day-old backup is still there
-    expect((await new BackupStore(bucket, prefix).list('postgres')).map((b) => b.backupId)).toContain(oldId)
+    expect(slack.messages[0]!.raw).toContain('ListClickHouseTables')
+    expect(slack.messages[0]!.raw).toContain(masked)
+    // the failure reached the log and the history, masked
+    expect(lines.some((l) => l.includes(masked))).toBe(true)
+    expect(events.some((e) => e.includes('"StateFailed"') || e.includes('"TaskFailed"'))).toBe(true)
+    expect(events.some((e) => e.includes(masked))).toBe(true)
+    // …and nowhere the password, decoded or as the URL carries it
+    const everything = {
+      failure: [(failure as Error).message, error, cause_, (failure as Error).stack ?? ''],
+      slack: slack.messages.map((m) => m.raw),
+      logs: lines,
+      events,
+    }
+    for (const [where, texts] of Object.entries(everything)) {
+      for (const text of texts) {
+        expect(text, where).not.toContain(password)
+        expect(text, where).not.toContain(encoded)
+        expect(text, where).not.toContain(slack.url.split('/services/')[1])
+      }
+    }
   })
 
   it('prunes by retention after a success but keeps the newest complete backups', async () => {

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { UntrustedInputError } from '#core/errors.ts'
 import { registerSecret } from '#core/redact.ts'
@@ -8,6 +10,7 @@ import {
   type FailureNotice,
   failureMessage,
   formatDuration,
+  postToSlack,
   type SlackMessage,
   type SuccessNotice,
   successMessage,
@@ -186,6 +189,70 @@ describe('Function: successMessage', () => {
     expect(shown).toContain('took 4m 12s')
     expect(shown).toContain('2 old backup(s) pruned')
     expect(shown).toContain(consoleUrl(ARN, 'eu-west-1'))
+  })
+})
+
+describe('Function: postToSlack honours Retry-After', () => {
+  /**
+   * A webhook on loopback that answers the first post 429 with `retryAfter` and every later one 200,
+   * noting when each post arrived.
+   */
+  async function rateLimitedOnce(retryAfter: string) {
+    const arrivals: number[] = []
+    const server = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        arrivals.push(performance.now())
+        if (arrivals.length === 1) res.writeHead(429, { 'retry-after': retryAfter }).end('rate_limited')
+        else res.writeHead(200).end('ok')
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    return {
+      url: `http://127.0.0.1:${port}/services/T000/B000/${'x'.repeat(24)}`,
+      /** Milliseconds between the first and the second post. */
+      gap: () => {
+        expect(arrivals).toHaveLength(2)
+        return arrivals[1]! - arrivals[0]!
+      },
+      close: () => new Promise((resolve) => server.close(resolve)),
+    }
+  }
+
+  // Without a Retry-After the retry comes after 1 s: each wait below is told apart from that.
+  it('waits the seconds Retry-After asks for before the second post', async () => {
+    const slack = await rateLimitedOnce('2')
+    try {
+      await postToSlack(slack.url, failureMessage(failure()))
+      expect(slack.gap()).toBeGreaterThanOrEqual(1990)
+      expect(slack.gap()).toBeLessThan(4000)
+    } finally {
+      await slack.close()
+    }
+  })
+
+  it('waits until an HTTP-date Retry-After', async () => {
+    // HTTP dates have whole seconds: 3 s ahead is 2 to 3 s ahead
+    const slack = await rateLimitedOnce(new Date(Date.now() + 3000).toUTCString())
+    try {
+      await postToSlack(slack.url, failureMessage(failure()))
+      expect(slack.gap()).toBeGreaterThanOrEqual(1990)
+      expect(slack.gap()).toBeLessThan(4000)
+    } finally {
+      await slack.close()
+    }
+  })
+
+  it('waits no longer than maxRetryAfterMs when Retry-After asks for an hour', async () => {
+    const slack = await rateLimitedOnce('3600')
+    try {
+      await postToSlack(slack.url, failureMessage(failure()), { maxRetryAfterMs: 1500 })
+      expect(slack.gap()).toBeGreaterThanOrEqual(1490)
+      expect(slack.gap()).toBeLessThan(3000)
+    } finally {
+      await slack.close()
+    }
   })
 })
 

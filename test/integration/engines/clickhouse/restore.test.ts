@@ -146,10 +146,15 @@ async function contents(conn: ClickHouseConnection, db: string): Promise<Record<
 }
 
 /** list → export every item → manifest, as the backup state machine does. */
-async function backup(conn: ClickHouseConnection, prefix: string, splitBytes = 1 << 30): Promise<Manifest> {
+async function backup(
+  conn: ClickHouseConnection,
+  prefix: string,
+  splitBytes = 1 << 30,
+  include: string[] = [],
+): Promise<Manifest> {
   const startedAt = new Date().toISOString()
   const backupId = backupIdFor(startedAt)
-  const listing = await listClickHouseTables(conn, { include: [], exclude: [], splitBytes })
+  const listing = await listClickHouseTables(conn, { include, exclude: [], splitBytes })
   const objects = []
   for (const item of listing.items) {
     const key = tableDataKey(prefix, backupId, item.table, item.part)
@@ -373,28 +378,59 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
     await conn.command(`DROP DATABASE ${stagingDatabase}`)
   })
 
-  it('a corrupted byte is a ChecksumMismatchError naming the object', async () => {
-    const target = `${db}_corrupt`
-    const victim = manifest.objects.find((o) => o.table === 'sessions')!
-    const file = storedFile(victim.key)
+  /** Restores one object of `manifest` with one of its stored bytes flipped; returns what it threw. */
+  async function restoreCorrupted(m: Manifest, key: string, at: (length: number) => number) {
+    const file = storedFile(key)
     const original = readFileSync(file)
     const corrupted = Buffer.from(original)
-    corrupted[corrupted.length - 5]! ^= 0x01 // in the gzip trailer: only the checksum notices
+    corrupted[at(corrupted.length)]! ^= 0x01
     writeFileSync(file, corrupted)
     try {
-      const { items } = await prepareClickHouseRestore(conn, {
-        manifest,
-        targetDatabase: target,
-      })
-      const item = items.find((i) => i.key === victim.key)!
-      const failure = restoreClickHouseObject(conn, { targetDatabase: target, item, bucket })
-      await expect(failure).rejects.toBeInstanceOf(Error)
-      await expect(failure).rejects.toThrow(victim.key)
-      await expect(failure).rejects.toSatisfy(
-        (e) => e instanceof ChecksumMismatchError || e instanceof ClickHouseError,
+      const targetDatabase = `${db}_corrupt`
+      const { items } = await prepareClickHouseRestore(conn, { manifest: m, targetDatabase })
+      const item = items.find((i) => i.key === key)!
+      return await restoreClickHouseObject(conn, { targetDatabase, item, bucket }).then(
+        () => undefined,
+        (e: unknown) => e,
       )
     } finally {
       writeFileSync(file, original)
+    }
+  }
+
+  it('a corrupted byte in the gzip trailer is a ChecksumMismatchError naming the object', async () => {
+    const victim = manifest.objects.find((o) => o.table === 'sessions')!
+    // in the gzip CRC: only a checksum notices
+    const failure = await restoreCorrupted(manifest, victim.key, (n) => n - 5)
+    expect(failure).toBeInstanceOf(ChecksumMismatchError)
+    expect((failure as Error).message).toContain(`s3 object ${victim.key}:`)
+    expect((failure as Error).message).toContain(`expected ${victim.bytes} bytes sha256 ${victim.sha256}`)
+  })
+
+  it('a corrupted byte anywhere in a large object is a ChecksumMismatchError, not the gunzip or parse error it causes first', async () => {
+    // Prepare: a table whose object spans many reads (~1 MB of gzip), backed up on its own
+    const table = 'lsb_blobs'
+    await conn.command(`CREATE TABLE ${db}.${table} (id UInt64, body String) ENGINE = MergeTree ORDER BY id`)
+    try {
+      await conn.command(
+        `INSERT INTO ${db}.${table} SELECT number, concat(hex(MD5(toString(number))), hex(MD5(toString(number + 1000000000)))) FROM numbers(40000)`,
+      )
+      const blobs = await backup(conn, `${prefix}-blobs`, 1 << 30, [table])
+      const victim = blobs.objects[0]!
+      expect(victim.bytes).toBeGreaterThan(4 * 256 * 1024)
+      // Act: at each of these places the flipped byte breaks gunzip or the Native parser first
+      const failures = []
+      for (const at of [0.01, 0.1, 0.3, 0.5, 0.9]) {
+        failures.push(await restoreCorrupted(blobs, victim.key, (n) => Math.floor(n * at)))
+      }
+      // Assess
+      for (const failure of failures) {
+        expect(failure).toBeInstanceOf(ChecksumMismatchError)
+        expect((failure as Error).message).toContain(`s3 object ${victim.key}:`)
+        expect((failure as Error).message).toContain(`expected ${victim.bytes} bytes sha256 ${victim.sha256}`)
+      }
+    } finally {
+      await conn.command(`DROP TABLE IF EXISTS ${db}.${table}`)
     }
   })
 })
