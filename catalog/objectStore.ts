@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { PassThrough, type Readable, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -120,7 +121,9 @@ export async function uploadStream(source: Readable, options: UploadOptions): Pr
     },
     partSize: UPLOAD_PART_BYTES,
     queueSize: UPLOAD_QUEUE_SIZE,
-    leavePartsOnError: false,
+    // The multipart upload is aborted below: lib-storage's own abort would throw ITS error in place of
+    // the part's (a 500 the state machine retries), e.g. an endpoint that refuses AbortMultipartUpload.
+    leavePartsOnError: true,
   })
   const uploaded = upload.done()
   uploaded.catch(() => {}) // observed below; avoid an unhandled rejection while the pipeline runs
@@ -131,8 +134,23 @@ export async function uploadStream(source: Readable, options: UploadOptions): Pr
     })
     await uploaded
   } catch (error) {
+    // A part that failed for good makes lib-storage tear the body down, and the pipeline then only
+    // says "The operation was aborted": the upload's own error (S3's, retryable) says what happened.
+    const failure =
+      (error as Error).name === 'AbortError' && !options.signal?.aborted
+        ? ((await uploaded.then(
+            () => undefined,
+            (e: unknown) => e,
+          )) ?? error)
+        : error
     await upload.abort().catch(() => {})
-    throw error
+    if (upload.uploadId) {
+      const { bucket: Bucket, key: Key } = options
+      await s3Client()
+        .send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: upload.uploadId }))
+        .catch(() => {})
+    }
+    throw failure
   }
   return digest()
 }

@@ -2,18 +2,37 @@ import { z } from 'zod'
 import { ENGINES } from '#core/backupKeys.ts'
 import { getSecret, loadSettings } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
+import { restoreNames } from '#core/names.ts'
 import { backupIdSchema, engineSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 import {
   causeSummary,
   failureMessage,
+  type MixedRestore,
   postToSlack,
   type SlackMessage,
   successMessage,
 } from '#notify/slack.ts'
 
 const stateMachine = z.enum(['backup', 'restore'])
+
+/** What the restore machine's state says about a failure after a live database changed. */
+const restoreState = z.object({
+  /** Set by the failure path after CommitClickHouse: ClickHouse untouched or partly swapped. */
+  leftMixed: z.object({ clickhouse: z.enum(['unchanged', 'partial']) }).optional(),
+  postgres: z.object({ backupId: z.string() }).nullable().optional(),
+  /** RestorePostgres's result: present once Postgres was swapped. */
+  postgresRestore: z.object({ database: z.string(), previousDatabase: z.string().nullable() }).optional(),
+  clickhouse: z.object({ backupId: z.string(), targetDatabase: z.string().nullable() }).nullable().optional(),
+  clickhouseRestore: z.object({ targetDatabase: z.string() }).optional(),
+  quiesce: z
+    .object({
+      enabled: z.boolean(),
+      services: z.array(z.object({ cluster: z.string(), service: z.string() })),
+    })
+    .optional(),
+})
 
 const input = z.discriminatedUnion('outcome', [
   z.object({
@@ -28,6 +47,8 @@ const input = z.discriminatedUnion('outcome', [
     startedAt: z.iso.datetime(),
     /** The execution input ($$.Execution.Input): a restore names the backups it was asked for. */
     request: z.unknown().optional(),
+    /** The restore's state when it failed ($): where the data is when it left the databases mixed. */
+    execution: restoreState.optional().catch(undefined),
   }),
   z.object({
     outcome: z.literal('success'),
@@ -64,6 +85,38 @@ function backupIdsOf(event: Failure): Record<string, string> {
 }
 
 /**
+ * Where the data is after a restore that failed between the two engines' swaps (the state machine
+ * marks those with `leftMixed`), or undefined for a failure that left the databases as they were.
+ */
+function mixedOutcome(event: Failure): MixedRestore | undefined {
+  const x = event.execution
+  const database = x?.clickhouseRestore?.targetDatabase
+  if (!x?.leftMixed || !x.clickhouse || !database) return undefined
+  let names: ReturnType<typeof restoreNames>
+  try {
+    names = restoreNames(database)
+  } catch {
+    return undefined // a name no restore could have used: the message goes out without the section
+  }
+  const drill = x.clickhouse.targetDatabase
+    ? ` --target-clickhouse-database ${x.clickhouse.targetDatabase}`
+    : ''
+  return {
+    postgres:
+      x.postgresRestore && x.postgres ? { ...x.postgresRestore, backupId: x.postgres.backupId } : undefined,
+    clickhouse: {
+      database,
+      backupId: x.clickhouse.backupId,
+      state: x.leftMixed.clickhouse,
+      previousDatabase: names.previous,
+      stagingDatabase: names.staging,
+    },
+    writersLeftStopped: x.quiesce?.enabled ? x.quiesce.services : [],
+    finish: `langsight-backup restore --clickhouse ${x.clickhouse.backupId}${drill}`,
+  }
+}
+
+/**
  * Tells Slack: always on failure, on success only when LSB_NOTIFY_SUCCESS is on. On failure it
  * returns the error and redacted cause for the Fail state, and a Slack outage does not hide them:
  * the failure stays in the execution's status either way.
@@ -87,6 +140,7 @@ export async function run(event: Input) {
     backupIds: backupIdsOf(event),
     executionArn,
     region,
+    mixed: mixedOutcome(event),
   })
   return {
     ...(await send(message, 'failure').catch((e: Error) => ({ sent: false, reason: redact(e.message) }))),

@@ -14,6 +14,30 @@ export interface FailureNotice {
   backupIds: Record<string, string>
   executionArn?: string
   region: string
+  /** A restore that failed after it had changed a live database: where each engine's data is now. */
+  mixed?: MixedRestore
+}
+
+/**
+ * A restore that failed at CommitClickHouse after Postgres was swapped, or part-way through the
+ * ClickHouse swap: the databases are from different points in time, and the writers it stopped are
+ * left stopped (starting them would write into that mix).
+ */
+export interface MixedRestore {
+  /** Restored by this execution (absent for a ClickHouse-only restore). */
+  postgres?: { database: string; previousDatabase: string | null; backupId: string }
+  clickhouse: {
+    database: string
+    backupId: string
+    /** `unchanged`: not one table swapped yet; `partial`: the swap stopped part-way. */
+    state: 'unchanged' | 'partial'
+    previousDatabase: string
+    stagingDatabase: string
+  }
+  /** The services this restore stopped and did not start again. */
+  writersLeftStopped: { cluster: string; service: string }[]
+  /** The command that finishes the restore. */
+  finish: string
 }
 
 export interface SuccessNotice {
@@ -97,14 +121,54 @@ export function failureMessage(n: FailureNotice): SlackMessage {
       ),
     },
   ]
+  if (n.mixed) blocks.push(...mixedBlocks(n.mixed))
   if (link) blocks.push({ type: 'section', text: md(link) })
+  const left = n.mixed
+    ? ` (databases left mixed${n.mixed.writersLeftStopped.length ? ', writers left stopped' : ''})`
+    : ''
   return {
     text: truncate(
-      redact(`:rotating_light: langsight-backup: ${n.stateMachine} failed in ${n.failedState}: ${n.error}`),
+      redact(
+        `:rotating_light: langsight-backup: ${n.stateMachine} failed in ${n.failedState}: ${n.error}${left}`,
+      ),
       300,
     ),
     blocks,
   }
+}
+
+/** Where each engine's data is after a restore that stopped between the two swaps, and how to finish. */
+function mixedBlocks(m: MixedRestore): SlackBlock[] {
+  const code = (s: string) => `\`${esc(s)}\``
+  const ch = m.clickhouse
+  const lines = [
+    m.postgres
+      ? `• *PostgreSQL* ${code(m.postgres.database)} is *restored* from ${code(m.postgres.backupId)}; ` +
+        (m.postgres.previousDatabase
+          ? `the data it replaced is in ${code(m.postgres.previousDatabase)}.`
+          : 'there was no database before.')
+      : undefined,
+    ch.state === 'unchanged'
+      ? `• *ClickHouse* ${code(ch.database)} is *not restored*: it holds what it held before the restore; ` +
+        `the backup ${code(ch.backupId)} is loaded in ${code(ch.stagingDatabase)}.`
+      : `• *ClickHouse* ${code(ch.database)} is *partly restored*: the swap did not finish (the cause says where it stopped); ` +
+        `the tables it replaced are in ${code(ch.previousDatabase)}, the loaded tables of ${code(ch.backupId)} ` +
+        `not swapped in yet are in ${code(ch.stagingDatabase)}; views and materialized views are created ` +
+        'only once every table is in, so some may be missing.',
+    m.writersLeftStopped.length
+      ? `• *Writers left stopped*: ${m.writersLeftStopped.map((w) => `${esc(w.service)} (${esc(w.cluster)})`).join(', ')}. ` +
+        'They were stopped for the restore and are not started again: they would write into databases from different points in time.'
+      : '• No writers were stopped by this restore: whatever writes to these databases now writes into that mix.',
+  ].filter((l): l is string => l !== undefined)
+  const finish =
+    `*To finish*: restore ClickHouse alone from the same backup: ${code(m.finish)}. It loads the backup again, ` +
+    `swaps every table in${m.writersLeftStopped.length ? ' and then starts the writers' : ''}. It replaces ` +
+    `${code(ch.previousDatabase)}: copy out of it first anything you need. To go back instead, what the ` +
+    `restore replaced is in the ${code('__lsb_previous')} databases named above.`
+  return [
+    { type: 'section', text: md(`*Where the data is now*\n${lines.join('\n')}`) },
+    { type: 'section', text: md(finish) },
+  ]
 }
 
 /** The success summary: per backup its id, size, rows and objects; the duration; what was pruned. */

@@ -2,14 +2,28 @@
 import { finished } from 'node:stream/promises'
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
 import { stallLimitMs } from '#core/deadline.ts'
+import { StallError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import {
   type ClickHouseConnection,
-  clickHouseFailure,
   databaseFrom,
+  clickHouseFailure as namedFailure,
   probeCapabilities,
   runText,
 } from './connection.ts'
+
+/**
+ * The client's own error when a request saw no byte for request_timeout ("Timeout error."): a
+ * server that stopped answering is a StallError, which the state machines retry, like any stall.
+ */
+function clickHouseFailure(what: string, error: unknown): Error {
+  if (error instanceof Error && error.message === 'Timeout error.') {
+    return new StallError(redact(`${what}: no answer for ${Math.round(stallLimitMs() / 1000)} s`), {
+      cause: error,
+    })
+  }
+  return namedFailure(what, error)
+}
 
 export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseConnection> {
   const database = databaseFrom(parsed.pathname.replace(/^\//, ''), url)
@@ -19,8 +33,10 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
     password: decodeURIComponent(parsed.password),
     // every statement names its database: the session stays on the server's default database,
     // so a database that does not exist yet (a restore target) is no error
-    // a socket with no byte for the stall limit fails the request; the step's abort signal ends the rest
-    request_timeout: stallLimitMs(),
+    // a socket with no byte for the stall limit fails the request; the step's abort signal ends the rest.
+    // One second more than the limit: a stream that stops mid-way is named by the transfer's own stall
+    // guard (a StallError), not reset by this timer first (ECONNRESET, "aborted").
+    request_timeout: stallLimitMs() + 1000,
     // the client would log each failed query with its text; our errors say what failed, redacted
     log: { level: ClickHouseLogLevel.OFF },
   })

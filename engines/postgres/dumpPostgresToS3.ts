@@ -30,6 +30,8 @@ export interface DumpResult {
 
 /** Every custom-format archive starts with these bytes; anything else is not a dump, whatever the exit code. */
 const ARCHIVE_MAGIC = Buffer.from('PGDMP')
+/** pg_dump's error when the reader of its stdout has gone: a consequence of our failure, not its own. */
+const OUTPUT_GONE = /could not write to output file/
 
 /**
  * Preflight (versions), then `pg_dump --format=custom --compress=<level> --no-password` streamed through
@@ -94,10 +96,15 @@ export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult
       database: target.database,
     }
   } catch (error) {
+    // Still running: whatever it exits with now is our stop's doing (pg_dump answers SIGTERM with
+    // exit 1, "terminated by user"), not a failure of its own that would hide `error` (a StallError).
+    const running = dump.child.exitCode === null && dump.child.signalCode === null
     const exit = await dump.stop()
     if (signal?.aborted)
       throw failure(`aborted (${redact(String(signal.reason))}), ${dump.describe(exit)}`, error)
-    if (dump.reportedFailure(exit)) throw failure(`failed, ${dump.describe(exit)}`, error)
+    // Nor is "could not write to output file": our end of its stdout went away first (a failed upload).
+    const ownFailure = !running && !OUTPUT_GONE.test(dump.describe(exit)) && dump.reportedFailure(exit)
+    if (ownFailure) throw failure(`failed, ${dump.describe(exit)}`, error)
     // Our own check failed, or S3 did first (pg_dump then died of the broken pipe): that error is the one to act on.
     throw error
   } finally {

@@ -1,8 +1,10 @@
+import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { openObject } from '#catalog/objectStore.ts'
-import { PgRestoreError } from '#core/errors.ts'
+import { stallLimitMs } from '#core/deadline.ts'
+import { PgRestoreError, StallError, TransientError } from '#core/errors.ts'
 import { type RestoreNames, restoreNames } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
 import {
@@ -87,7 +89,7 @@ export async function restorePostgresFromS3(options: RestoreOptions): Promise<Re
     await run(`create database ${names.restoring}`, createDatabaseSql(admin, names.restoring, live))
     try {
       const restoring = withDatabase(target, names.restoring)
-      await streamIntoPgRestore(tool, restoring, source, options)
+      await streamIntoPgRestore(tool, restoring, source, options, run)
       const tables = await countTables(restoring)
       if (live) await drop(names.previous)
       await swapIn(run, names, live !== undefined)
@@ -160,12 +162,65 @@ async function terminateSessions(run: Run, name: string): Promise<number> {
   return rows[0].kept
 }
 
+/**
+ * libpq's words for a connection that broke or could not be made for a network reason: pg_restore
+ * exits 1 with one of them, and a new attempt may well work (refused credentials are not among them).
+ */
+const LINK_LOST =
+  /server closed the connection unexpectedly|could not (?:receive|send) data (?:from|to) server|connection to server .*failed: (?:Connection refused|Connection reset|timeout expired|No route to host|Network is unreachable)|SSL SYSCALL error|no connection to the server/i
+
+/** Network failures of the S3 read that feeds pg_restore: worth a new attempt. */
+const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'EAI_AGAIN'])
+
+/**
+ * Watches the connection between pg_restore and the server, which none of our bytes pass through:
+ * when every session of the restoring database has been waiting for its client (a stalled link
+ * either way: the server waits for data that the network holds, or pg_restore for an answer that
+ * never comes) for the stall limit while pg_restore took no byte of the dump, `onStall` is called.
+ * Work the server is doing (an index build, a lock wait) is not waiting for the client.
+ */
+function watchPgRestoreLink(run: Run, database: string, fed: () => number, onStall: () => void): () => void {
+  const limitMs = stallLimitMs()
+  const everyMs = Math.min(1000, Math.max(200, limitMs / 10))
+  let since: number | undefined
+  let fedSince = 0
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+  const tick = async () => {
+    const bytes = fed()
+    let waiting = false
+    try {
+      const { rows } = await run(
+        `watch the sessions of ${database}`,
+        `SELECT count(*)::int AS sessions, count(*) FILTER (WHERE wait_event_type = 'Client')::int AS waiting
+           FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [database],
+      )
+      waiting = rows[0].sessions > 0 && rows[0].waiting === rows[0].sessions
+    } catch {
+      // the admin connection's own trouble fails the swap later; the step's deadline bounds the rest
+    }
+    if (stopped) return
+    const now = performance.now()
+    if (!waiting) since = undefined
+    else if (since === undefined || bytes !== fedSince) [since, fedSince] = [now, bytes]
+    else if (now - since >= limitMs) return onStall()
+    timer = setTimeout(tick, everyMs)
+  }
+  timer = setTimeout(tick, everyMs)
+  return () => {
+    stopped = true
+    clearTimeout(timer)
+  }
+}
+
 /** pg_restore reads the object from stdin as it streams from S3: nothing is staged. */
 async function streamIntoPgRestore(
   tool: PgToolVersion,
   restoring: PostgresTarget,
   source: string,
   options: RestoreOptions,
+  run: Run,
 ): Promise<void> {
   const { signal, onProgress } = options
   const args = [
@@ -190,24 +245,60 @@ async function streamIntoPgRestore(
     )
   const onAbort = () => void restore.stop()
   signal?.addEventListener('abort', onAbort, { once: true })
+  // pg_restore talks to the server itself: a stalled connection there would hold it forever
+  let fed = 0
+  let stalled = false
+  const stopWatching = watchPgRestoreLink(
+    run,
+    restoring.database,
+    () => fed,
+    () => {
+      stalled = true
+      void restore.stop()
+    },
+  )
+  const counter = new Transform({
+    transform(chunk: Buffer, _e, callback) {
+      fed += chunk.length
+      callback(null, chunk)
+    },
+  })
   try {
     let streamError: unknown
     try {
       const body = await openObject(options.bucket, options.key, signal)
-      await pipeline(body, progressMeter({ onProgress }), restore.child.stdin!, { signal })
+      await pipeline(body, progressMeter({ onProgress }), counter, restore.child.stdin!, { signal })
     } catch (error) {
       streamError = error
     }
     const exit = streamError === undefined ? await restore.closed : await restore.stop()
     if (signal?.aborted) throw failure(`aborted (${redact(String(signal.reason))})`, streamError)
+    if (stalled) {
+      throw new StallError(
+        `pg_restore of ${source} into ${restoring.location}: no progress between pg_restore and the server ` +
+          `for ${Math.round(stallLimitMs() / 1000)} s; the live database is untouched`,
+      )
+    }
     // pg_restore's own complaint explains a broken pipe better than the pipe does.
-    if (restore.reportedFailure(exit)) throw failure(`failed, ${restore.describe(exit)}`, streamError)
+    if (restore.reportedFailure(exit)) {
+      const described = restore.describe(exit)
+      if (LINK_LOST.test(described)) {
+        throw new TransientError(
+          `pg_restore of ${source} into ${restoring.location} lost its connection, ${described}; the live database is untouched`,
+        )
+      }
+      throw failure(`failed, ${described}`, streamError)
+    }
     if (streamError !== undefined) {
-      const { name, message } = streamError as Error
+      const { name, message, code } = streamError as Error & { code?: string }
+      const what = `pg_restore of ${source} into ${restoring.location} stopped: reading the dump failed: ${redact(`${name}: ${message}`)}; the live database is untouched`
+      if (streamError instanceof StallError) throw new StallError(what, { cause: streamError })
+      if (code && NETWORK_CODES.has(code)) throw new TransientError(what, { cause: streamError })
       throw failure(`stopped: reading the dump failed: ${redact(`${name}: ${message}`)}`, streamError)
     }
     if (restore.failed(exit)) throw failure(`failed, ${restore.describe(exit)}`)
   } finally {
+    stopWatching()
     signal?.removeEventListener('abort', onAbort)
   }
 }

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -158,10 +158,15 @@ describe('State machine: restore', () => {
       await expect(run).rejects.toThrow(victim)
     } finally {
       copyFileSync(saved, file)
+      rmSync(saved)
     }
     expect(await postgresContentHash(pgUrl)).toEqual(pgWrecked)
     expect(await clickhouseContentHash(ch, 'langsight')).toEqual(chWrecked)
-    expect(slack.messages[0]!.raw).toContain('VerifyChecksums')
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.text).toBe(
+      ':rotating_light: langsight-backup: restore failed in VerifyChecksums: ChecksumMismatchError',
+    )
+    expect(slack.messages[0]!.raw).toContain(victim)
   })
 
   it('survives a stream corrupted half-way through the restore: previous data intact, a second run succeeds', async () => {
@@ -172,24 +177,42 @@ describe('State machine: restore', () => {
     const manifest = await new BackupStore(bucket, prefix).readManifest('clickhouse', backupIds.clickhouse)
     const victim = manifest.objects.find((o) => o.table === 'tool_call_spans')!.key
     const file = storedFile(victim)
-    copyFileSync(file, `${file}.saved`)
-    // Corrupt after VerifyChecksums passed, just before the object is streamed in.
-    const run = runStateMachine(
-      'restore',
-      { postgres: 'latest', clickhouse: 'latest' },
-      {
-        beforeTask: (state, input) => {
-          if (
-            state === 'RestoreClickHouseObject' &&
-            (input as { item: { key: string } }).item.key === victim
-          ) {
-            corruptStoredObject(victim, 0.6)
-          }
+    const saved = `${file}.saved`
+    copyFileSync(file, saved)
+    let corrupted = 0
+    let failure: unknown
+    try {
+      // Corrupt after VerifyChecksums passed, just before the object is streamed in.
+      failure = await runStateMachine(
+        'restore',
+        { postgres: 'latest', clickhouse: 'latest' },
+        {
+          beforeTask: (state, input) => {
+            if (
+              state === 'RestoreClickHouseObject' &&
+              (input as { item: { key: string } }).item.key === victim &&
+              corrupted++ === 0
+            ) {
+              corruptStoredObject(victim, 0.6)
+            }
+          },
         },
-      },
+      ).catch((e: unknown) => e)
+    } finally {
+      copyFileSync(saved, file)
+      rmSync(saved)
+    }
+    // The execution failed on that object, and said so
+    expect(corrupted).toBe(1)
+    expect(failure).toBeInstanceOf(LocalExecutionFailed)
+    const { error, cause_ } = failure as LocalExecutionFailed
+    expect(error).toBe('ChecksumMismatchError')
+    expect(cause_).toContain(`s3 object ${victim}: read `)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.text).toBe(
+      ':rotating_light: langsight-backup: restore failed in RestoreClickHouse: ChecksumMismatchError',
     )
-    await expect(run).rejects.toBeInstanceOf(LocalExecutionFailed)
-    copyFileSync(`${file}.saved`, file)
+    expect(slack.messages[0]!.raw).toContain(`s3 object ${victim}: read `)
     expect(await postgresContentHash(pgUrl)).toEqual(pgWrecked)
     expect(await clickhouseContentHash(ch, 'langsight')).toEqual(chWrecked)
     await runStateMachine('restore', { postgres: 'latest', clickhouse: 'latest' })

@@ -10,11 +10,20 @@ import { DDL_SETTINGS, isMergeTree, planRestore, type RestorePlan, settingsThatE
 type ViewStatement = RestorePlan['views'][number] & { ddl: string }
 
 /**
+ * The swap failed part-way: the target database may hold some restored tables and some old ones,
+ * views may be missing. The state machine tells this apart from a failure that left the target
+ * untouched (it then keeps the writers stopped), hence a name of its own.
+ */
+export class ClickHouseSwapError extends ClickHouseError {}
+
+/**
  * The swap's progress: each step names itself before it runs, so a failure says exactly how far
  * the target got, and `previous` is created the first time something has to be kept.
  */
 class Swap {
   step = ''
+  /** Set once a step may have changed the target database (its tables, views or MVs). */
+  touchedLive = false
   private previousCreated = false
 
   constructor(
@@ -208,6 +217,7 @@ export async function commitClickHouseRestore(
     await swap.run(`drop ${names.previous}`, () =>
       conn.command(`DROP DATABASE IF EXISTS ${quoteIdentifier(names.previous)}`),
     )
+    swap.touchedLive = true
     await moveReplacedViews(swap, plan)
     await swapTables(swap, plan, views)
     const restored = plan.dataTables
@@ -219,9 +229,34 @@ export async function commitClickHouseRestore(
     )
     return { tables: restored }
   } catch (error) {
-    throw clickHouseFailure(
-      `restore into ${names.live} failed at "${swap.step}"; tables it replaced are in ${names.previous}, the loaded data in ${names.staging}`,
-      error,
+    // the context goes in front of the server's words even when they are a ClickHouseError already
+    const { message, code } = clickHouseFailure('', error) as ClickHouseError & { code?: string }
+    const Failure = swap.touchedLive ? ClickHouseSwapError : ClickHouseError
+    const failure = new Failure(
+      `restore into ${names.live} failed at "${swap.step}"; ` +
+        (swap.touchedLive
+          ? `tables it replaced are in ${names.previous}, the loaded data in ${names.staging}`
+          : `${names.live} is unchanged, the loaded data in ${names.staging}`) +
+        `: ${message.replace(/^: /, '')}`,
+      { cause: error },
     )
+    if (code !== undefined) Object.assign(failure, { code })
+    throw failure
   }
+}
+
+/**
+ * The checks of {@link commitClickHouseRestore} alone: every staging table holds the rows the
+ * manifest says (a ClickHouseError naming the table otherwise) and the views' DDL is acceptable.
+ * Run before any live database changes, so that a bad load never leaves one engine restored.
+ */
+export async function checkClickHouseStaging(
+  conn: ClickHouseConnection,
+  opts: { manifest: Manifest; targetDatabase: string },
+): Promise<{ tables: { name: string; rows: number }[] }> {
+  const plan = planRestore(opts.manifest)
+  const names = restoreNames(opts.targetDatabase)
+  const stagedRows = await checkStaged(conn, plan, names.staging)
+  viewStatements(plan, names.live)
+  return { tables: [...stagedRows].map(([name, rows]) => ({ name, rows })) }
 }

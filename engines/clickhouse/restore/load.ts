@@ -2,8 +2,14 @@ import { createHash } from 'node:crypto'
 import { PassThrough, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
-import { openObject } from '#catalog/objectStore.ts'
-import { ChecksumMismatchError, ClickHouseError, UntrustedInputError } from '#core/errors.ts'
+import { hashObject, openObject } from '#catalog/objectStore.ts'
+import {
+  ChecksumMismatchError,
+  ClickHouseError,
+  StallError,
+  TransientError,
+  UntrustedInputError,
+} from '#core/errors.ts'
 import { restoreNames, SHA256 } from '#core/names.ts'
 import type { RestoreItem } from '#core/payloads.ts'
 import { COALESCE_BYTES, coalesceChunks } from '../coalesceChunks.ts'
@@ -27,13 +33,63 @@ function verifyingDigest(item: RestoreItem): Transform {
     flush(callback) {
       const sha256 = hash.digest('hex')
       if (sha256 === item.sha256 && bytes === item.bytes) return callback()
-      callback(
-        new ChecksumMismatchError(
-          `s3 object ${item.key}: read ${bytes} bytes sha256 ${sha256}, expected ${item.bytes} bytes sha256 ${item.sha256}`,
-        ),
-      )
+      callback(checksumMismatch(item, { bytes, sha256 }))
     },
   })
+}
+
+function checksumMismatch(
+  item: RestoreItem,
+  read: { bytes: number; sha256: string },
+  options?: ErrorOptions,
+): ChecksumMismatchError {
+  return new ChecksumMismatchError(
+    `s3 object ${item.key}: read ${read.bytes} bytes sha256 ${read.sha256}, expected ${item.bytes} bytes sha256 ${item.sha256}`,
+    options,
+  )
+}
+
+/**
+ * A corrupted byte usually breaks gunzip or the Native parser before the digest has seen the last
+ * byte, so the stream fails with their error first. When the restore failed that way, the object is
+ * hashed again: if it differs from the manifest, the failure is the ChecksumMismatchError it really is.
+ */
+async function storedMismatch(
+  bucket: string,
+  item: RestoreItem,
+  reason: unknown,
+  signal?: AbortSignal,
+): Promise<ChecksumMismatchError | undefined> {
+  // a stall, a dropped connection or an abort says nothing about the stored bytes
+  if (signal?.aborted || reason instanceof StallError || reason instanceof TransientError) return undefined
+  const stored = await hashObject(bucket, item.key, signal).catch(() => undefined)
+  if (!stored || (stored.sha256 === item.sha256 && stored.bytes === item.bytes)) return undefined
+  return checksumMismatch(item, stored, { cause: reason })
+}
+
+/** Network failures of either stream (S3 in, ClickHouse out): another attempt may well work. */
+const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'EAI_AGAIN'])
+
+/**
+ * The failure as the state machine should see it: a stall (no byte from S3, or ClickHouse's
+ * HTTP client giving up on a silent socket) is a StallError and a dropped connection a TransientError,
+ * both retried, which is safe because an attempt first removes what an earlier one loaded (rows of
+ * an abandoned INSERT that reach the server later still are caught by the count check before any
+ * database is swapped, CheckClickHouseStaging); anything else (the server refusing the data) is a
+ * ClickHouseError.
+ */
+function loadFailure(what: string, reason: unknown, other: unknown): Error {
+  const failure = clickHouseFailure(what, reason)
+  const chain = (start: unknown) => {
+    const errors: Error[] = []
+    for (let e = start; e instanceof Error && errors.length < 10; e = e.cause) errors.push(e)
+    return errors
+  }
+  const errors = [...chain(reason), ...chain(other)]
+  if (errors.some((e) => e instanceof StallError)) return new StallError(failure.message, { cause: reason })
+  if (errors.some((e) => NETWORK_CODES.has(String((e as { code?: unknown }).code))))
+    return new TransientError(failure.message, { cause: reason })
+  return failure
 }
 
 function assertRestoreItem(item: RestoreItem): void {
@@ -100,7 +156,9 @@ export async function restoreClickHouseObject(
     // the stream's own error (checksum, truncation) says more than the server's parse error it caused
     const reason = fed.status === 'rejected' ? fed.reason : (inserted as PromiseRejectedResult).reason
     if (reason instanceof ChecksumMismatchError) throw reason
-    throw clickHouseFailure(`restore of ${item.table} from ${item.key}`, reason)
+    const other = fed.status === 'rejected' && inserted.status === 'rejected' ? inserted.reason : undefined
+    const failure = loadFailure(`restore of ${item.table} from ${item.key}`, reason, other)
+    throw (await storedMismatch(opts.bucket, item, failure, opts.signal)) ?? failure
   }
   const rows = counter.rows()
   if (rows !== null && item.rows !== null && rows !== item.rows) {
