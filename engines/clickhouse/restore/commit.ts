@@ -197,12 +197,8 @@ export async function commitClickHouseRestore(
   conn: ClickHouseConnection,
   opts: { manifest: Manifest; targetDatabase: string },
 ): Promise<{ tables: { name: string; rows: number }[] }> {
-  const plan = planRestore(opts.manifest)
-  const names = restoreNames(opts.targetDatabase)
-
   // 1. Checks: nothing below runs unless every staging table holds what the manifest says.
-  const stagedRows = await checkStaged(conn, plan, names.staging)
-  const views = viewStatements(plan, names.live)
+  const { plan, names, stagedRows, views } = await checked(conn, opts)
   for (const { table, parsed } of plan.dataTables) {
     if (isMergeTree(parsed))
       await conn.command(`SYSTEM START MERGES ${qualifiedName(names.staging, table.name)}`)
@@ -254,9 +250,14 @@ export async function checkClickHouseStaging(
   conn: ClickHouseConnection,
   opts: { manifest: Manifest; targetDatabase: string },
 ): Promise<{ tables: { name: string; rows: number }[] }> {
+  const { stagedRows } = await checked(conn, opts)
+  return { tables: [...stagedRows].map(([name, rows]) => ({ name, rows })) }
+}
+
+/** The plan, the staging counts checked against the manifest, and the views' rewritten DDL. */
+async function checked(conn: ClickHouseConnection, opts: { manifest: Manifest; targetDatabase: string }) {
   const plan = planRestore(opts.manifest)
   const names = restoreNames(opts.targetDatabase)
   const stagedRows = await checkStaged(conn, plan, names.staging)
-  viewStatements(plan, names.live)
-  return { tables: [...stagedRows].map(([name, rows]) => ({ name, rows })) }
+  return { plan, names, stagedRows, views: viewStatements(plan, names.live) }
 }
