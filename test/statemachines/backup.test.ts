@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -19,6 +19,7 @@ import { corruptStoredObject } from '../support/storedObjects.ts'
 const bucket = process.env.LSB_BUCKET!
 let pgUrl: string
 let chdbUrl: string
+let chdbDir: string
 let ch: ClickHouseConnection
 let slack: Awaited<ReturnType<typeof startSlackSink>>
 
@@ -26,7 +27,8 @@ beforeAll(async () => {
   const db = await createPostgresDatabase('sm_backup')
   pgUrl = db.url
   await seedPostgres(pgUrl, 0.5)
-  chdbUrl = `chdb://${mkdtempSync(join(tmpdir(), 'lsb-chdb-'))}?database=langsight`
+  chdbDir = mkdtempSync(join(tmpdir(), 'lsb-chdb-'))
+  chdbUrl = `chdb://${chdbDir}?database=langsight`
   ch = await connectClickHouse(chdbUrl)
   await seedClickHouse(ch, 'langsight', { scale: 0.1, flavor: 'modern' })
   slack = await startSlackSink()
@@ -35,6 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ch?.close()
   await slack?.close()
+  if (chdbDir) rmSync(chdbDir, { recursive: true, force: true })
 })
 
 function configure(prefix: string, extra: Record<string, string | undefined> = {}) {

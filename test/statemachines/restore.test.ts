@@ -26,6 +26,7 @@ const migrate = JSON.stringify([
 ])
 let pgUrl: string
 let chdbUrl: string
+let chdbDir: string
 let ch: ClickHouseConnection
 let slack: Awaited<ReturnType<typeof startSlackSink>>
 let prefix: string
@@ -79,7 +80,8 @@ beforeAll(async () => {
   slack = await startSlackSink()
   pgUrl = (await createPostgresDatabase('sm_restore')).url
   await seedPostgres(pgUrl, 0.5)
-  chdbUrl = `chdb://${mkdtempSync(join(tmpdir(), 'lsb-chdb-'))}?database=langsight`
+  chdbDir = mkdtempSync(join(tmpdir(), 'lsb-chdb-'))
+  chdbUrl = `chdb://${chdbDir}?database=langsight`
   ch = await connectClickHouse(chdbUrl)
   await seedClickHouse(ch, 'langsight', { scale: 0.1, flavor: 'modern' })
   prefix = uniquePrefix('restore')
@@ -94,6 +96,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ch?.close()
   await slack?.close()
+  if (chdbDir) rmSync(chdbDir, { recursive: true, force: true })
 })
 
 describe('State machine: restore', () => {
