@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   clickhouseContentHash,
   postgresContentHash,
@@ -46,10 +46,17 @@ async function chHash() {
   }
 }
 
+let chDir: string
+
+afterAll(() => {
+  if (chDir) rmSync(chDir, { recursive: true, force: true })
+})
+
 beforeAll(async () => {
   pgUrl = (await createPostgresDatabase('cli')).url
   await seedPostgres(pgUrl, 0.2)
-  chUrl = `chdb://${mkdtempSync(join(tmpdir(), 'lsb-cli-chdb-'))}?database=langsight`
+  chDir = mkdtempSync(join(tmpdir(), 'lsb-cli-chdb-'))
+  chUrl = `chdb://${chDir}?database=langsight`
   const conn = await connectClickHouse(chUrl)
   await seedClickHouse(conn, 'langsight', { scale: 0.05, flavor: 'modern' })
   await conn.close()
