@@ -4,6 +4,9 @@ import { register } from 'tsx/esm/api'
 
 // The CLI prints its own progress on stderr; structured logs only with --verbose.
 process.env.POWERTOOLS_LOG_LEVEL ??= process.argv.includes('--verbose') ? 'DEBUG' : 'SILENT'
+// The AWS SDK's warning about Node 20 (README.md states the Node requirement once): not the
+// operator's business at every command.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 register()
 const { main } = await import('../cli/main.ts')
 await main(process.argv)

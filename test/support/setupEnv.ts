@@ -8,3 +8,4 @@ process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER'
 process.env.AWS_REGION = 'us-east-1'
 process.env.LSB_BUCKET = s3.bucket
 process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT'
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
