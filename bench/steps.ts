@@ -5,6 +5,7 @@
  * Restores go to scratch databases that are dropped afterwards; the live ones are not touched.
  */
 import { join } from 'node:path'
+import { backupIdFor } from '#core/backupKeys.ts'
 import type { Manifest } from '#core/manifest.ts'
 import { restoreNames } from '#core/names.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
@@ -54,7 +55,11 @@ export async function measureSteps(opts: {
   results.push(
     await step(
       'snapshotPostgres',
-      { startedAt: new Date().toISOString() },
+      (() => {
+        // a backup of its own (PlanBackup derives the id from the start time the same way)
+        const startedAt = new Date().toISOString()
+        return { backupId: backupIdFor(startedAt), startedAt }
+      })(),
       `pg_dump → ${mib(dump.bytes)}`,
       true,
     ),
