@@ -84,6 +84,31 @@ export type Settings = z.output<typeof settingsSchema>
 
 let cachedSettings: Settings | undefined
 
+/** Settings that only one migration strategy reads. */
+const STRATEGY_OF = {
+  LSB_MIGRATE_COMMAND: 'command',
+  LSB_MIGRATE_FUNCTION: 'lambda',
+  LSB_MIGRATE_ECS_TASK_DEFINITION: 'ecs',
+} as const
+
+/**
+ * A setting never silently does nothing: one that belongs to a migration strategy other than the
+ * selected one is an error naming both variables (it does not select the strategy by itself: which
+ * migration runs after a restore must be said once, explicitly).
+ */
+function settingsThatWouldDoNothing(s: Settings): string[] {
+  return Object.entries(STRATEGY_OF)
+    .filter(
+      ([name, strategy]) =>
+        s[name as keyof typeof STRATEGY_OF] !== undefined && s.LSB_MIGRATE_STRATEGY !== strategy,
+    )
+    .map(
+      ([name, strategy]) =>
+        `${name} is set but LSB_MIGRATE_STRATEGY is ${s.LSB_MIGRATE_STRATEGY}, so it would do nothing ` +
+        `(set LSB_MIGRATE_STRATEGY=${strategy}, or unset ${name})`,
+    )
+}
+
 /** Reads and validates the environment; a bad value throws a ConfigError that names the variable. */
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (env === process.env && cachedSettings) return cachedSettings
@@ -94,6 +119,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
     throw new ConfigError(`invalid configuration: ${problems}`)
   }
+  const idle = settingsThatWouldDoNothing(parsed.data)
+  if (idle.length > 0) throw new ConfigError(`invalid configuration: ${idle.join('; ')}`)
   if (env === process.env) cachedSettings = parsed.data
   return parsed.data
 }

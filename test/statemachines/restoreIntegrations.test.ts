@@ -104,6 +104,7 @@ describe('State machine: restore with native integrations', () => {
     useEnv({
       LSB_QUIESCE_SERVICES: undefined,
       LSB_MIGRATE_STRATEGY: 'ecs',
+      LSB_MIGRATE_FUNCTION: undefined,
       LSB_MIGRATE_ECS_CLUSTER: 'langsight',
       LSB_MIGRATE_ECS_TASK_DEFINITION: 'langsight-api:42',
       LSB_MIGRATE_ECS_SUBNETS: 'subnet-a,subnet-b',
@@ -143,6 +144,8 @@ describe('State machine: restore with native integrations', () => {
     useEnv({
       LSB_QUIESCE_SERVICES: JSON.stringify(services),
       LSB_MIGRATE_STRATEGY: 'none',
+      LSB_MIGRATE_FUNCTION: undefined,
+      LSB_MIGRATE_ECS_TASK_DEFINITION: undefined,
       LSB_EXPECTED_SCHEMA_HEAD: undefined,
       // pg_restore cannot be found: RestorePostgres fails after Quiesce, before any database changed
       LSB_PG_BIN_DIR: join(import.meta.dirname, 'no-such-dir'),

@@ -17,6 +17,7 @@ describe('Function: loadSettings', () => {
   it('parses the JSON settings: a migration argv and the services to quiesce', () => {
     const s = loadSettings({
       ...base,
+      LSB_MIGRATE_STRATEGY: 'command',
       LSB_MIGRATE_COMMAND: '["uv","run","alembic","upgrade","head"]',
       LSB_QUIESCE_SERVICES: '[{"cluster":"langsight","service":"api","desiredCount":2}]',
     })
@@ -36,5 +37,23 @@ describe('Function: loadSettings', () => {
     const load = () => loadSettings({ ...base, [name]: value })
     expect(load).toThrow(ConfigError)
     expect(load).toThrow(message)
+  })
+
+  it.each([
+    ['LSB_MIGRATE_COMMAND', '["alembic","upgrade","head"]', 'command'],
+    ['LSB_MIGRATE_FUNCTION', 'langsight-migrate', 'lambda'],
+    ['LSB_MIGRATE_ECS_TASK_DEFINITION', 'langsight-api:42', 'ecs'],
+  ])('refuses %s without its strategy, naming both variables', (name, value, strategy) => {
+    // Act
+    const unselected = () => loadSettings({ ...base, [name]: value })
+    const otherStrategy = () => loadSettings({ ...base, [name]: value, LSB_MIGRATE_STRATEGY: 'none' })
+    const selected = loadSettings({ ...base, [name]: value, LSB_MIGRATE_STRATEGY: strategy })
+    // Assess
+    expect(unselected).toThrow(ConfigError)
+    expect(unselected).toThrow(
+      `${name} is set but LSB_MIGRATE_STRATEGY is none, so it would do nothing (set LSB_MIGRATE_STRATEGY=${strategy}, or unset ${name})`,
+    )
+    expect(otherStrategy).toThrow(`LSB_MIGRATE_STRATEGY=${strategy}`)
+    expect(selected.LSB_MIGRATE_STRATEGY).toBe(strategy)
   })
 })
