@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -6,13 +6,16 @@ import { libraryPathFor } from '#engines/postgres/pgTool.ts'
 
 describe('Function: libraryPathFor', () => {
   const saved = process.env.LD_LIBRARY_PATH
+  const roots: string[] = []
   afterEach(() => {
+    for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true })
     if (saved === undefined) delete process.env.LD_LIBRARY_PATH
     else process.env.LD_LIBRARY_PATH = saved
   })
 
   function layer(withLibpq: boolean): string {
     const root = mkdtempSync(join(tmpdir(), 'lsb-layer-'))
+    roots.push(root)
     mkdirSync(join(root, 'bin'))
     mkdirSync(join(root, 'lib'))
     if (withLibpq) writeFileSync(join(root, 'lib', 'libpq.so.5'), '')
