@@ -1,12 +1,8 @@
 /** The CLI against AWS: start the deployed state machines, follow them, show where one stands. */
-import {
-  describe,
-  type ExecutionEvent,
-  followExecution,
-  type MachineKind,
-  resolveStateMachineArn,
-  startExecution,
-} from './stepFunctions.ts'
+import type { MachineKind } from './aws/client.ts'
+import { describe, type ExecutionEvent, followExecution } from './aws/followExecution.ts'
+import { resolveStateMachineArn } from './aws/resolveStateMachineArn.ts'
+import { startExecution } from './aws/startExecution.ts'
 
 interface AwsOptions {
   json?: boolean

@@ -13,11 +13,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import {
   describe as describeExecution,
   type ExecutionEvent,
-  executionNameFor,
   followExecution,
-  resolveStateMachineArn,
-  startExecution,
-} from '#cli/stepFunctions.ts'
+} from '#cli/aws/followExecution.ts'
+import { resolveStateMachineArn } from '#cli/aws/resolveStateMachineArn.ts'
+import { executionNameFor, startExecution } from '#cli/aws/startExecution.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 
 const sfn = mockClient(SFNClient)

@@ -1,147 +1,20 @@
 /**
- * The CLI's AWS mode: start the deployed state machines, follow an execution state by state,
- * and tell where one stands. Everything goes through @aws-sdk/client-sfn; errors and causes
- * read back from Step Functions are redacted before they leave this module.
+ * Following an execution state by state, and telling where one stands. Errors and causes read
+ * back from Step Functions are redacted before they leave this module.
  */
-import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   DescribeExecutionCommand,
   type DescribeExecutionCommandOutput,
   GetExecutionHistoryCommand,
   type HistoryEvent,
-  SFNClient,
-  StartExecutionCommand,
+  type SFNClient,
 } from '@aws-sdk/client-sfn'
-import { ConfigError, UntrustedInputError } from '#core/errors.ts'
-import { EXECUTION_ARN, STATE_MACHINE_ARN } from '#core/names.ts'
+import { ConfigError } from '#core/errors.ts'
+import { EXECUTION_ARN } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
+import { clientFor, parseJson } from './client.ts'
 
-export type MachineKind = 'backup' | 'restore'
-
-/** Environment variables that name a deployed state machine (the stack outputs say the same). */
-export const STATE_MACHINE_ARN_ENV: Record<MachineKind, string> = {
-  backup: 'LSB_BACKUP_STATE_MACHINE_ARN',
-  restore: 'LSB_RESTORE_STATE_MACHINE_ARN',
-}
-/** The CloudFormation outputs of serverless.yml that hold the ARNs. */
-export const STATE_MACHINE_OUTPUT: Record<MachineKind, string> = {
-  backup: 'BackupStateMachineArn',
-  restore: 'RestoreStateMachineArn',
-}
-
-const clients = new Map<string, SFNClient>()
-
-/** One client per region; the region comes from the ARN, so no AWS_REGION is needed. */
-function clientFor(arn: string): SFNClient {
-  const region = STATE_MACHINE_ARN.exec(arn)?.[1] ?? EXECUTION_ARN.exec(arn)?.[1]
-  const key = region ?? 'default'
-  let client = clients.get(key)
-  if (!client) {
-    client = new SFNClient(region ? { region, maxAttempts: 5 } : { maxAttempts: 5 })
-    clients.set(key, client)
-  }
-  return client
-}
-
-/** JSON with object keys sorted, so that the same input always has the same text and hash. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  )
-}
-
-function parseJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text
-  }
-}
-
-/**
- * An execution name for `input` started at `now`: `<prefix>-<UTC time bucket>-<hash of the input>`.
- * The same input within the same bucket gets the same name, so a second start is recognised.
- */
-export function executionNameFor(
-  input: unknown,
-  options: { now?: Date; bucketMinutes?: number; prefix?: string } = {},
-): string {
-  const { now = new Date(), bucketMinutes = 10, prefix = 'lsb' } = options
-  const bucketMs = bucketMinutes * 60_000
-  const bucket = new Date(Math.floor(now.getTime() / bucketMs) * bucketMs).toISOString() // 2026-11-25T15:10:00.000Z
-  const stamp = `${bucket.slice(0, 10).replaceAll('-', '')}T${bucket.slice(11, 16).replace(':', '')}Z`
-  const hash = createHash('sha256').update(canonicalJson(input)).digest('hex').slice(0, 16)
-  return `${prefix}-${stamp}-${hash}`
-}
-
-/** The ARN of execution `name` of a state machine. */
-export function executionArnFor(stateMachineArn: string, name: string): string {
-  const m = STATE_MACHINE_ARN.exec(stateMachineArn)
-  if (!m) throw new ConfigError(`not a state machine ARN: ${stateMachineArn}`)
-  return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`
-}
-
-export interface StartOptions {
-  stateMachineArn: string
-  input: unknown
-  /** An explicit name (a deliberate re-run); default {@link executionNameFor} of the input. */
-  name?: string
-  now?: Date
-  bucketMinutes?: number
-  client?: SFNClient
-}
-
-export interface StartedExecution {
-  executionArn: string
-  name: string
-  startDate: Date
-  /** True when an execution with this name and input existed: nothing new was started. */
-  alreadyStarted: boolean
-  /** Status of the existing execution when `alreadyStarted` (RUNNING, SUCCEEDED, FAILED, …). */
-  status?: string
-}
-
-/**
- * Starts an execution whose name is derived from its input and a time bucket, so an accidental
- * second start is harmless: Step Functions answers a same-name start of a running execution with
- * that execution, and of a finished one with ExecutionAlreadyExists, which is turned into the
- * existing execution when its input is the same. The same name with another input is refused.
- */
-export async function startExecution(options: StartOptions): Promise<StartedExecution> {
-  const { stateMachineArn, input } = options
-  if (!STATE_MACHINE_ARN.test(stateMachineArn))
-    throw new ConfigError(`not a state machine ARN: ${stateMachineArn}`)
-  const client = options.client ?? clientFor(stateMachineArn)
-  const name =
-    options.name ?? executionNameFor(input, { now: options.now, bucketMinutes: options.bucketMinutes })
-  const text = JSON.stringify(input)
-  try {
-    const started = await client.send(new StartExecutionCommand({ stateMachineArn, name, input: text }))
-    return { executionArn: started.executionArn!, name, startDate: started.startDate!, alreadyStarted: false }
-  } catch (error) {
-    if ((error as Error).name !== 'ExecutionAlreadyExists') throw error
-    const executionArn = executionArnFor(stateMachineArn, name)
-    const existing = await client.send(new DescribeExecutionCommand({ executionArn }))
-    if (canonicalJson(parseJson(existing.input)) !== canonicalJson(input)) {
-      throw new UntrustedInputError(
-        `execution name ${name} is already used by an execution with different input (${executionArn})`,
-      )
-    }
-    return {
-      executionArn,
-      name,
-      startDate: existing.startDate!,
-      alreadyStarted: true,
-      status: existing.status,
-    }
-  }
-}
-
-/** What {@link followExecution} reports, one per history event that says something to a person. */
 export interface ExecutionEvent {
   type:
     | 'ExecutionStarted'
@@ -406,79 +279,4 @@ export async function describe(
     if (entered?.stateEnteredEventDetails?.name) status.currentState = entered.stateEnteredEventDetails.name
   }
   return status
-}
-
-export interface ResolveArnOptions {
-  /** --state-machine-arn */
-  flag?: string
-  env?: NodeJS.ProcessEnv
-  /** The deployed stack (`langsight-backup-<stage>`); default LSB_STACK_NAME. Read with DescribeStacks. */
-  stackName?: string
-  /** Region of the stack; default the SDK's (AWS_REGION, profile). */
-  region?: string
-}
-
-/**
- * The ARN of the deployed backup or restore state machine: the flag, else
- * LSB_BACKUP_STATE_MACHINE_ARN / LSB_RESTORE_STATE_MACHINE_ARN, else the stack's outputs.
- */
-export async function resolveStateMachineArn(
-  kind: MachineKind,
-  options: ResolveArnOptions = {},
-): Promise<string> {
-  const env = options.env ?? process.env
-  const variable = STATE_MACHINE_ARN_ENV[kind]
-  const given = options.flag || env[variable]
-  if (given) {
-    if (!STATE_MACHINE_ARN.test(given)) {
-      throw new ConfigError(
-        `${options.flag ? '--state-machine-arn' : variable} is not a state machine ARN: ${given}`,
-      )
-    }
-    return given
-  }
-  const stackName = options.stackName || env.LSB_STACK_NAME
-  if (!stackName) {
-    throw new ConfigError(
-      `which ${kind} state machine? pass --state-machine-arn, set ${variable}, or set LSB_STACK_NAME ` +
-        `(e.g. langsight-backup-prod) to read it from the stack's outputs`,
-    )
-  }
-  const outputKey = STATE_MACHINE_OUTPUT[kind]
-  const outputs = await stackOutputs(stackName, options.region)
-  const arn = outputs[outputKey]
-  if (!arn)
-    throw new ConfigError(
-      `stack ${stackName} has no output ${outputKey} (deployed from this serverless.yml?)`,
-    )
-  return arn
-}
-
-/** The outputs of a CloudFormation stack. The client is loaded only when a stack is asked for. */
-async function stackOutputs(stackName: string, region?: string): Promise<Record<string, string>> {
-  let cloudFormation: typeof import('@aws-sdk/client-cloudformation')
-  try {
-    cloudFormation = await import('@aws-sdk/client-cloudformation')
-  } catch (error) {
-    throw new ConfigError(
-      'reading stack outputs needs @aws-sdk/client-cloudformation (npm install it), or pass --state-machine-arn',
-      { cause: error },
-    )
-  }
-  const client = new cloudFormation.CloudFormationClient(region ? { region } : {})
-  try {
-    const { Stacks } = await client.send(new cloudFormation.DescribeStacksCommand({ StackName: stackName }))
-    return Object.fromEntries(
-      (Stacks?.[0]?.Outputs ?? []).map((o) => [o.OutputKey ?? '', o.OutputValue ?? '']),
-    )
-  } catch (error) {
-    throw new ConfigError(
-      `cannot read the outputs of stack ${stackName}: ${redact((error as Error).message)}`,
-      {
-        cause: error,
-      },
-    )
-  } finally {
-    client.destroy()
-  }
 }
