@@ -38,3 +38,17 @@ export class NotifyError extends NamedError {}
  * reset, a server that stopped answering. Retried by the state machine; never waited out.
  */
 export class StallError extends NamedError {}
+
+/** The error codes of a connection that broke or could not be made: another attempt may work. */
+export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+])
+
+/** Whether `error` carries one of {@link NETWORK_ERROR_CODES}. */
+export function isNetworkError(error: unknown): boolean {
+  return NETWORK_ERROR_CODES.has(String((error as { code?: unknown } | undefined)?.code))
+}

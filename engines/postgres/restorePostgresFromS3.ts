@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { openObject } from '#catalog/objectStore.ts'
 import { stallLimitMs } from '#core/deadline.ts'
-import { PgRestoreError, StallError, TransientError } from '#core/errors.ts'
+import { isNetworkError, PgRestoreError, StallError, TransientError } from '#core/errors.ts'
 import { type RestoreNames, restoreNames } from '#core/names.ts'
 import { redact } from '#core/redact.ts'
 import {
@@ -169,9 +169,6 @@ async function terminateSessions(run: Run, name: string): Promise<number> {
 const LINK_LOST =
   /server closed the connection unexpectedly|could not (?:receive|send) data (?:from|to) server|connection to server .*failed: (?:Connection refused|Connection reset|timeout expired|No route to host|Network is unreachable)|SSL SYSCALL error|no connection to the server/i
 
-/** Network failures of the S3 read that feeds pg_restore: worth a new attempt. */
-const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'EAI_AGAIN'])
-
 /**
  * Watches the connection between pg_restore and the server, which none of our bytes pass through:
  * when every session of the restoring database has been waiting for its client (a stalled link
@@ -290,10 +287,10 @@ async function streamIntoPgRestore(
       throw failure(`failed, ${described}`, streamError)
     }
     if (streamError !== undefined) {
-      const { name, message, code } = streamError as Error & { code?: string }
+      const { name, message } = streamError as Error
       const what = `pg_restore of ${source} into ${restoring.location} stopped: reading the dump failed: ${redact(`${name}: ${message}`)}; the live database is untouched`
       if (streamError instanceof StallError) throw new StallError(what, { cause: streamError })
-      if (code && NETWORK_CODES.has(code)) throw new TransientError(what, { cause: streamError })
+      if (isNetworkError(streamError)) throw new TransientError(what, { cause: streamError })
       throw failure(`stopped: reading the dump failed: ${redact(`${name}: ${message}`)}`, streamError)
     }
     if (restore.failed(exit)) throw failure(`failed, ${restore.describe(exit)}`)

@@ -1,7 +1,7 @@
 import middy from '@middy/core'
 import type { Context } from 'aws-lambda'
 import type { z } from 'zod'
-import { TransientError, UntrustedInputError } from '#core/errors.ts'
+import { NETWORK_ERROR_CODES, TransientError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { redact } from '#core/redact.ts'
 
@@ -15,11 +15,7 @@ export type StateMiddleware = middy.MiddlewareObj<unknown, unknown, Error, Conte
 
 /** Network and throttling failures that a Retry in the ASL should retry, by error name or code. */
 const TRANSIENT = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EAI_AGAIN',
+  ...NETWORK_ERROR_CODES,
   'SlowDown',
   'ServiceUnavailable',
   'InternalError',

@@ -6,6 +6,7 @@ import { hashObject, openObject } from '#catalog/objectStore.ts'
 import {
   ChecksumMismatchError,
   ClickHouseError,
+  isNetworkError,
   StallError,
   TransientError,
   UntrustedInputError,
@@ -67,9 +68,6 @@ async function storedMismatch(
   return checksumMismatch(item, stored, { cause: reason })
 }
 
-/** Network failures of either stream (S3 in, ClickHouse out): another attempt may well work. */
-const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'EAI_AGAIN'])
-
 /**
  * The failure as the state machine should see it: a stall (no byte from S3, or ClickHouse's
  * HTTP client giving up on a silent socket) is a StallError and a dropped connection a TransientError,
@@ -87,8 +85,7 @@ function loadFailure(what: string, reason: unknown, other: unknown): Error {
   }
   const errors = [...chain(reason), ...chain(other)]
   if (errors.some((e) => e instanceof StallError)) return new StallError(failure.message, { cause: reason })
-  if (errors.some((e) => NETWORK_CODES.has(String((e as { code?: unknown }).code))))
-    return new TransientError(failure.message, { cause: reason })
+  if (errors.some(isNetworkError)) return new TransientError(failure.message, { cause: reason })
   return failure
 }
 
