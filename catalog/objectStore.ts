@@ -5,6 +5,7 @@ import {
   AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -185,6 +186,18 @@ export async function getText(bucket: string, key: string): Promise<string | und
     return await response.Body!.transformToString('utf8')
   } catch (error) {
     if ((error as { name?: string }).name === 'NoSuchKey') return undefined
+    throw error
+  }
+}
+
+/** Whether an object exists (a HEAD request). */
+export async function objectExists(bucket: string, key: string): Promise<boolean> {
+  try {
+    await s3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    return true
+  } catch (error) {
+    const e = error as { name?: string; $metadata?: { httpStatusCode?: number } }
+    if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return false
     throw error
   }
 }

@@ -54,8 +54,25 @@ export function postgresDumpKey(prefix: string, backupId: string): string {
 }
 
 /** One ClickHouse data object: a table, or one part of a table split for size. */
-export function tableDataKey(prefix: string, backupId: string, table: string, part: string): string {
-  return `${backupDir(prefix, 'clickhouse', backupId)}data/${encodeURIComponent(table)}/${encodeURIComponent(part)}.native.gz`
+export function tableDataKey(
+  prefix: string,
+  backupId: string,
+  table: string,
+  part: string,
+  compression: 'gzip' | 'zstd' = 'gzip',
+): string {
+  const ext = compression === 'gzip' ? 'gz' : 'zst'
+  return `${backupDir(prefix, 'clickhouse', backupId)}data/${encodeURIComponent(table)}/${encodeURIComponent(part)}.native.${ext}`
+}
+
+/** The plan of a ClickHouse backup: tables, and export items in batches (working state, not data). */
+export function clickhousePlanKey(prefix: string, backupId: string): string {
+  return `${backupDir(prefix, 'clickhouse', backupId)}plan/plan.json`
+}
+
+/** What one export batch has stored so far: its objects, in item order. */
+export function exportBatchResultKey(prefix: string, backupId: string, batch: number): string {
+  return `${backupDir(prefix, 'clickhouse', backupId)}plan/batch-${batch}.json`
 }
 
 /**

@@ -15,9 +15,12 @@ export const storedObjectSchema = z.object({
   rows: z.number().int().nonnegative().nullable(),
   /** The table the object holds, or null for a whole-database dump. */
   table: z.string().nullable(),
-  /** For a table split into parts: which part (a partition id or a range). */
+  /** For a table split into parts: which part (`partition-<id>`, or `partitions-<n>` with `partitions`). */
   part: z.string().optional(),
-  compression: z.enum(['none', 'gzip']).default('none'),
+  /** The partition ids a `partitions-<n>` object holds. */
+  partitions: z.array(z.string()).optional(),
+  /** gzip: the streaming path; zstd: written by the ClickHouse server itself (s3 table function). */
+  compression: z.enum(['none', 'gzip', 'zstd']).default('none'),
 })
 export type StoredObject = z.output<typeof storedObjectSchema>
 

@@ -29,16 +29,46 @@ export const engineBackupSchema = z.object({
 })
 export type EngineBackup = z.output<typeof engineBackupSchema>
 
-/** One unit of ExportTables: a whole table, or one partition of a big one. */
+/** One stored object to be: a whole table, or a run of partitions of a big one. */
 export const exportItemSchema = z.object({
   table: z.string().min(1),
-  /** Names the stored object: `all` for a whole table, `partition-<id>` for one partition. */
+  /** Names the stored object: `all` for a whole table, `partition-<id>` or `partitions-<n>` for parts of one. */
   part: z.string().min(1),
-  partitionId: z.string().nullable(),
+  /** The partitions the object holds, or null for the whole table. */
+  partitions: z.array(z.string()).min(1).nullable(),
   rows: z.number().int().nonnegative(),
   bytes: z.number().int().nonnegative(),
 })
 export type ExportItem = z.output<typeof exportItemSchema>
+
+export const transferSchema = z.enum(['server', 'stream'])
+
+/**
+ * A ClickHouse backup's plan, stored in S3 beside its data (the state carries its key and the
+ * batch count): what ListClickHouseTables found, and the export items in batches, one batch per
+ * Map item of ExportTables.
+ */
+export const clickhousePlanSchema = z.object({
+  backupId: backupIdSchema,
+  startedAt: z.iso.datetime(),
+  source: manifestSchema.shape.source,
+  transfer: transferSchema,
+  tables: z.array(clickhouseTableSchema),
+  batches: z.array(z.array(exportItemSchema)),
+})
+export type ClickHousePlan = z.output<typeof clickhousePlanSchema>
+
+/** Where a batch worker stands: the next item, and the statement it left running, if any. */
+export const batchCursorSchema = z.object({
+  next: z.number().int().nonnegative(),
+  queryId: z
+    .string()
+    .regex(/^lsb-[A-Za-z0-9-]{1,100}$/)
+    .nullable(),
+  /** Restarts of the current item after its statement was lost between invocations. */
+  restarts: z.number().int().nonnegative().default(0),
+})
+export type BatchCursor = z.output<typeof batchCursorSchema>
 
 /** One unit of RestoreClickHouse: one stored object and the staging table it is loaded into. */
 export const restoreItemSchema = z.object({
@@ -48,9 +78,9 @@ export const restoreItemSchema = z.object({
   sha256: sha256Schema,
   bytes: z.number().int().nonnegative(),
   rows: z.number().int().nonnegative().nullable(),
-  compression: z.enum(['none', 'gzip']),
-  /** The partition the object holds, or null for a whole table: what a retry clears first. */
-  partitionId: z.string().nullable().optional(),
+  compression: storedObjectSchema.shape.compression,
+  /** The partitions the object holds, or null for a whole table: what a retry clears first. */
+  partitions: z.array(z.string()).nullable(),
 })
 export type RestoreItem = z.output<typeof restoreItemSchema>
 

@@ -201,6 +201,7 @@ export async function connectChdb(url: string, parsed: URL): Promise<ClickHouseC
     kind: 'chdb',
     database,
     serverVersion: async () => (await capabilities()).version,
+    insertSettings: async () => (await capabilities()).insertSettings,
     query: async <T>(sql: string, params?: Record<string, unknown>) => {
       try {
         return await queue(async () =>
@@ -210,9 +211,16 @@ export async function connectChdb(url: string, parsed: URL): Promise<ClickHouseC
         throw clickHouseFailure(where, error)
       }
     },
-    command: async (sql, params, settings) => {
+    command: async (sql, params, settings, options) => {
       try {
-        await queue(() => client.command({ query: sql, query_params: params, clickhouse_settings: settings }))
+        await queue(() =>
+          client.command({
+            query: sql,
+            query_params: params,
+            clickhouse_settings: settings,
+            query_id: options?.queryId,
+          }),
+        )
       } catch (error) {
         throw clickHouseFailure(where, error)
       }
@@ -275,6 +283,9 @@ export async function connectChdb(url: string, parsed: URL): Promise<ClickHouseC
         throw clickHouseFailure(`${where}: insert into ${qualifiedTable}`, error)
       }
     },
+    // in-process: a statement of this engine runs in this process or not at all (longStatement.ts
+    // follows its own); one started by a process that is gone is gone with it
+    isRunning: async () => false,
     close: async () => {
       await drainPending()
       await client.close()

@@ -18,12 +18,21 @@ export interface ClickHouseConnection {
   serverVersion(): Promise<string>
   /** Runs a query and returns its rows (JSONEachRow); `{name:Type}` placeholders bound from `params`. */
   query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
-  /** Runs a statement; `settings` apply to this statement only (HTTP) or to the session (chdb). */
+  /**
+   * Runs a statement; `settings` apply to this statement only (HTTP) or to the session (chdb).
+   * `longRunning` statements have no request timeout (a server-side export runs for as long as
+   * the table takes; it is followed by query id, see longStatement.ts).
+   */
   command(
     sql: string,
     params?: Record<string, unknown>,
     settings?: Record<string, string | number>,
+    options?: { queryId?: string; longRunning?: boolean },
   ): Promise<void>
+  /** Settings every restore insert runs with (see probeCapabilities). */
+  insertSettings(): Promise<Record<string, 0 | 1>>
+  /** Whether a statement with this query id is running on the server. */
+  isRunning(queryId: string): Promise<boolean>
   /** Streams the result of a SELECT (without a FORMAT clause) in Native format. Consume it or destroy it. */
   exportNative(sql: string, params?: Record<string, unknown>, signal?: AbortSignal): Promise<Readable>
   /**
@@ -95,12 +104,16 @@ export function probeCapabilities(
       const settings = await knownSettings(client, [
         'optimize_on_insert',
         'insert_allow_materialized_columns',
+        'max_partitions_per_insert_block',
       ])
       const insertSettings: Record<string, 0 | 1> = {}
       if (settings.has('insert_allow_materialized_columns'))
         insertSettings.insert_allow_materialized_columns = 1
       // Newer servers collapse rows of a block on insert into Replacing/Summing/… tables: not for a restore.
       if (settings.has('optimize_on_insert')) insertSettings.optimize_on_insert = 0
+      // A restore loads a table whatever its partitioning (a year of daily partitions in one
+      // object), for this statement only: the server's default stays for everyone else.
+      if (settings.has('max_partitions_per_insert_block')) insertSettings.max_partitions_per_insert_block = 0
       return { version, queryParams, insertSettings }
     })()
     probed.catch(() => {

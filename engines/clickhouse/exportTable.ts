@@ -11,7 +11,7 @@ import { nativeRowCounter } from './nativeRowCounter.ts'
 import { qualifiedName, quoteIdentifier } from './sql.ts'
 
 /**
- * Streams one export item — a table, or one partition of it (`WHERE _partition_id = …`, which
+ * Streams one export item — a table, or a run of its partitions (`WHERE _partition_id …`, which
  * ClickHouse 18.16 has too) — as `SELECT <columns> … FORMAT Native`, gzip at `gzipLevel`, into
  * s3://bucket/key, hashing while it uploads. MATERIALIZED columns are exported with the rest so a
  * restore does not recompute them. Nothing is staged; a failure anywhere aborts the upload.
@@ -30,10 +30,10 @@ export async function exportTableToS3(
   if (columns.length === 0) throw new ClickHouseError(`table ${conn.database}.${item.table} does not exist`)
   let sql = `SELECT ${columns.map(quoteIdentifier).join(', ')} FROM ${qualifiedName(conn.database, item.table)}`
   const params: Record<string, unknown> = {}
-  if (item.partitionId !== null) {
-    sql += ' WHERE _partition_id = {partition:String}'
-    params.partition = item.partitionId
-    sql += await partitionKeyPredicate(conn, item.table, item.partitionId)
+  if (item.partitions !== null) {
+    sql += ` WHERE ${partitionFilter(item.partitions, params)}`
+    if (item.partitions.length === 1)
+      sql += await partitionKeyPredicate(conn, item.table, item.partitions[0]!)
   }
   const source = await conn.exportNative(sql, params, opts.signal)
   const counter = nativeRowCounter(columns)
@@ -57,6 +57,7 @@ export async function exportTableToS3(
       rows: counter.rows(),
       table: item.table,
       part: item.part,
+      ...(item.partitions && item.partitions.length > 1 ? { partitions: item.partitions } : {}),
       compression: 'gzip',
     }
   } catch (error) {
@@ -68,6 +69,16 @@ export async function exportTableToS3(
     }
     throw error
   }
+}
+
+/** `_partition_id = …` or `_partition_id IN …` for the partitions of an item, bound through `params`. */
+export function partitionFilter(partitions: string[], params: Record<string, unknown>): string {
+  if (partitions.length === 1) {
+    params.partition = partitions[0]
+    return '_partition_id = {partition:String}'
+  }
+  params.partitions = partitions
+  return '_partition_id IN {partitions:Array(String)}'
 }
 
 /** A partition key we are willing to repeat in a query: a column, or one function of a column. */

@@ -40,12 +40,24 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
     // the client would log each failed query with its text; our errors say what failed, redacted
     log: { level: ClickHouseLogLevel.OFF },
   })
+  // Statements that run for as long as a table takes (server-side exports and loads): no
+  // request timeout; they are followed by query id (longStatement.ts) and bounded by the step.
+  let longClient: ReturnType<typeof createClient> | undefined
+  const long = () =>
+    (longClient ??= createClient({
+      url: `${parsed.protocol}//${parsed.host}`,
+      username: decodeURIComponent(parsed.username) || 'default',
+      password: decodeURIComponent(parsed.password),
+      request_timeout: 24 * 3600 * 1000,
+      log: { level: ClickHouseLogLevel.OFF },
+    }))
   const capabilities = probeCapabilities(client, 'http')
   const where = `ClickHouse ${redact(url)}`
   const connection: ClickHouseConnection = {
     kind: 'http',
     database,
     serverVersion: async () => (await capabilities()).version,
+    insertSettings: async () => (await capabilities()).insertSettings,
     query: async <T>(sql: string, params?: Record<string, unknown>) => {
       try {
         return await runText(capabilities, sql, params, async (query, query_params) =>
@@ -55,10 +67,15 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
         throw clickHouseFailure(where, error)
       }
     },
-    command: async (sql, params, settings) => {
+    command: async (sql, params, settings, options) => {
       try {
         await runText(capabilities, sql, params, (query, query_params) =>
-          client.command({ query, query_params, clickhouse_settings: settings }),
+          (options?.longRunning ? long() : client).command({
+            query,
+            query_params,
+            clickhouse_settings: settings,
+            query_id: options?.queryId,
+          }),
         )
       } catch (error) {
         throw clickHouseFailure(where, error)
@@ -90,7 +107,16 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
         throw clickHouseFailure(`${where}: insert into ${qualifiedTable}`, error)
       }
     },
-    close: () => client.close(),
+    isRunning: async (queryId) => {
+      const rows = await connection.query<{ n: string | number }>(
+        'SELECT count() AS n FROM system.processes WHERE query_id = {id:String}',
+        { id: queryId },
+      )
+      return Number(rows[0]?.n ?? 0) > 0
+    },
+    close: async () => {
+      await Promise.all([client.close(), longClient?.close()])
+    },
   }
   await connection.serverVersion().catch((error) => {
     void client.close()

@@ -1,6 +1,7 @@
 import { ClickHouseError, UntrustedInputError } from '#core/errors.ts'
 import type { ClickHouseTable } from '#core/manifest.ts'
 import type { ExportItem } from '#core/payloads.ts'
+import { exportItemsFor } from './batches.ts'
 import type { ClickHouseConnection } from './connection.ts'
 import { type ParsedDdl, parseDdl } from './ddl.ts'
 import { describeDatabase, innerTableOf, type LiveTable } from './describeDatabase.ts'
@@ -12,9 +13,6 @@ export interface ClickHouseListing {
   tables: ClickHouseTable[]
   items: ExportItem[]
 }
-
-export const WHOLE_TABLE_PART = 'all'
-export const PARTITION_PART_PREFIX = 'partition-'
 
 /** `*` matches any run of characters; everything else is literal; the whole name must match. */
 function globMatcher(patterns: string[]): (name: string) => boolean {
@@ -38,8 +36,8 @@ function globMatcher(patterns: string[]): (name: string) => boolean {
  * source or a materialized view whose target the filters leave out is an error, not a silently
  * broken backup; so is a table the restore could not recreate (its DDL fails the restore checks).
  *
- * Also the export units: one item per table, or one per partition for a table whose active parts
- * take more than `splitBytes` on disk. Views and materialized views have no items: an MV's data is
+ * Also the export units: one item per table, or one per run of partitions of about `splitBytes`
+ * for a table whose active parts take more than that on disk (batches.ts). Views and materialized views have no items: an MV's data is
  * its `TO` table's or its inner table's, exported once as that table.
  */
 export async function listClickHouseTables(
@@ -140,26 +138,7 @@ export async function listClickHouseTables(
   const items: ExportItem[] = []
   for (const t of ordered) {
     if (t.kind !== 'table') continue
-    const info = byName.get(t.name)!
-    if (info.bytes > opts.splitBytes && info.partitions.length > 1) {
-      for (const p of info.partitions) {
-        items.push({
-          table: t.name,
-          part: `${PARTITION_PART_PREFIX}${p.id}`,
-          partitionId: p.id,
-          rows: p.rows,
-          bytes: p.bytes,
-        })
-      }
-    } else {
-      items.push({
-        table: t.name,
-        part: WHOLE_TABLE_PART,
-        partitionId: null,
-        rows: info.rows,
-        bytes: info.bytes,
-      })
-    }
+    items.push(...exportItemsFor(t.name, byName.get(t.name)!, opts.splitBytes))
   }
   return { serverVersion, database, tables: ordered, items }
 }

@@ -17,6 +17,7 @@ import { COALESCE_BYTES, coalesceChunks } from '../coalesceChunks.ts'
 import { type ClickHouseConnection, clickHouseFailure } from '../connection.ts'
 import { assertTableName } from '../ddl.ts'
 import { storedColumns } from '../describeDatabase.ts'
+import { partitionFilter } from '../exportTable.ts'
 import { nativeRowCounter } from '../nativeRowCounter.ts'
 import { qualifiedName, quoteString } from '../sql.ts'
 import { PARTITION_ID } from './plan.ts'
@@ -94,9 +95,30 @@ function assertRestoreItem(item: RestoreItem): void {
   assertTableName(item.stagingTable)
   if (!SHA256.test(item.sha256))
     throw new UntrustedInputError(`object ${item.key}: sha256 is not 64 hex digits`)
-  if (item.partitionId != null && !PARTITION_ID.test(item.partitionId)) {
+  if (item.partitions?.some((id) => !PARTITION_ID.test(id))) {
     throw new UntrustedInputError(`object ${item.key}: bad partition id`)
   }
+}
+
+/**
+ * Removes what an earlier attempt of the same object loaded into `target` (its partitions, or the
+ * whole table for a whole-table object), so a retry never doubles rows.
+ */
+export async function clearEarlierAttempt(
+  conn: ClickHouseConnection,
+  target: string,
+  partitions: string[] | null,
+): Promise<void> {
+  const params: Record<string, unknown> = {}
+  const where = partitions === null ? '' : ` WHERE ${partitionFilter(partitions, params)}`
+  const [{ c: left } = { c: 0 }] = await conn.query<{ c: unknown }>(
+    `SELECT count() AS c FROM ${target}${where}`,
+    params,
+  )
+  if (Number(left) === 0) return
+  if (partitions === null) return conn.command(`TRUNCATE TABLE ${target}`)
+  for (const id of partitions)
+    await conn.command(`ALTER TABLE ${target} DROP PARTITION ID ${quoteString(id)}`)
 }
 
 /**
@@ -116,19 +138,7 @@ export async function restoreClickHouseObject(
   if (columns.length === 0)
     throw new ClickHouseError(`staging table ${stagingDatabase}.${item.stagingTable} does not exist`)
 
-  const partition = item.partitionId ?? null
-  const [{ c: left } = { c: 0 }] = await conn.query<{ c: unknown }>(
-    `SELECT count() AS c FROM ${target}${partition === null ? '' : ' WHERE _partition_id = {p:String}'}`,
-    partition === null ? undefined : { p: partition },
-  )
-  if (Number(left) > 0) {
-    await conn.command(
-      partition === null
-        ? `TRUNCATE TABLE ${target}`
-        : `ALTER TABLE ${target} DROP PARTITION ID ${quoteString(partition)}`,
-    )
-  }
-
+  await clearEarlierAttempt(conn, target, item.partitions)
   const counter = nativeRowCounter(columns)
   const stages: (Transform | PassThrough)[] = [coalesceChunks(), verifyingDigest(item)]
   if (item.compression === 'gzip') stages.push(createGunzip({ chunkSize: COALESCE_BYTES }))

@@ -29,9 +29,9 @@ import { UntrustedInputError } from '#core/errors.ts'
 import type { ClickHouseTable, Manifest, StoredObject } from '#core/manifest.ts'
 import { databaseNameProblem, MAX_IDENTIFIER_BYTES } from '#core/names.ts'
 import type { RestoreItem } from '#core/payloads.ts'
+import { PARTITION_PART_PREFIX, PARTITIONS_PART_PREFIX, WHOLE_TABLE_PART } from '../batches.ts'
 import type { ClickHouseConnection } from '../connection.ts'
 import { type ParsedDdl, parseTableDefinition } from '../ddl.ts'
-import { PARTITION_PART_PREFIX, WHOLE_TABLE_PART } from '../listTables.ts'
 import { orderByDependencies } from '../orderByDependencies.ts'
 
 /** A partition id as it may appear in an object's part name. */
@@ -171,19 +171,33 @@ function restoreItemFor(
     )
   }
   const part = object.part ?? WHOLE_TABLE_PART
-  let partitionId: string | null = null
+  let partitions: string[] | null = null
   if (part.startsWith(PARTITION_PART_PREFIX)) {
-    partitionId = part.slice(PARTITION_PART_PREFIX.length)
-    if (!PARTITION_ID.test(partitionId))
-      throw new UntrustedInputError(`object ${object.key}: bad partition ${part}`)
+    partitions = [part.slice(PARTITION_PART_PREFIX.length)]
+  } else if (
+    part.startsWith(PARTITIONS_PART_PREFIX) &&
+    /^\d{1,9}$/.test(part.slice(PARTITIONS_PART_PREFIX.length))
+  ) {
+    partitions = object.partitions ?? []
+    if (partitions.length === 0)
+      throw new UntrustedInputError(`object ${object.key}: ${part} lists no partitions`)
   } else if (part !== WHOLE_TABLE_PART) {
     throw new UntrustedInputError(`object ${object.key}: unknown part ${JSON.stringify(part)}`)
   }
+  for (const id of partitions ?? []) {
+    if (!PARTITION_ID.test(id))
+      throw new UntrustedInputError(`object ${object.key}: bad partition ${JSON.stringify(id)}`)
+  }
+  // a whole-table object excludes every other; partitions may not appear in two objects
   const seen = parts.get(table) ?? new Set<string>()
-  if (seen.has(part) || (seen.size > 0 && (part === WHOLE_TABLE_PART || seen.has(WHOLE_TABLE_PART)))) {
+  const claims = partitions ?? [WHOLE_TABLE_PART]
+  if (
+    claims.some((c) => seen.has(c)) ||
+    (seen.size > 0 && (partitions === null || seen.has(WHOLE_TABLE_PART)))
+  ) {
     throw new UntrustedInputError(`object ${object.key}: table ${table} has overlapping objects`)
   }
-  seen.add(part)
+  for (const c of claims) seen.add(c)
   parts.set(table, seen)
   return {
     table,
@@ -193,7 +207,7 @@ function restoreItemFor(
     bytes: object.bytes,
     rows: object.rows,
     compression: object.compression,
-    partitionId,
+    partitions,
   }
 }
 

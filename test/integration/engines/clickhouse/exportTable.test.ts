@@ -66,7 +66,7 @@ describe('Function: exportTableToS3', () => {
   it('stores a table as gzip Native, its sha256 and its exact row count, for every column layout', async () => {
     // Prepare
     const key = tableDataKey(`export-${suffix}`, backupId, 'wide', 'all')
-    const item = { table: 'wide', part: 'all', partitionId: null, rows: 0, bytes: 0 }
+    const item = { table: 'wide', part: 'all', partitions: null, rows: 0, bytes: 0 }
     // Act
     const stored = await exportTableToS3(conn, { item, bucket, key, gzipLevel: 1 })
     // Assess
@@ -92,14 +92,14 @@ describe('Function: exportTableToS3', () => {
 
   it('exports one partition only', async () => {
     const key = tableDataKey(`export-${suffix}`, backupId, 'wide', 'partition-2')
-    const item = { table: 'wide', part: 'partition-2', partitionId: '2', rows: 0, bytes: 0 }
+    const item = { table: 'wide', part: 'partition-2', partitions: ['2'], rows: 0, bytes: 0 }
     const stored = await exportTableToS3(conn, { item, bucket, key, gzipLevel: 6 })
     expect(stored.rows).toBe(17500)
   })
 
   it('records no row count (null) for a column layout the counter cannot skip', async () => {
     const key = tableDataKey(`export-${suffix}`, backupId, 'states', 'all')
-    const item = { table: 'states', part: 'all', partitionId: null, rows: 0, bytes: 0 }
+    const item = { table: 'states', part: 'all', partitions: null, rows: 0, bytes: 0 }
     const stored = await exportTableToS3(conn, { item, bucket, key, gzipLevel: 1 })
     expect(stored.rows).toBeNull()
     expect(stored.bytes).toBeGreaterThan(0)
@@ -107,7 +107,7 @@ describe('Function: exportTableToS3', () => {
 
   it('fails on a table that does not exist, storing nothing', async () => {
     const key = tableDataKey(`export-${suffix}`, backupId, 'nope', 'all')
-    const item = { table: 'nope', part: 'all', partitionId: null, rows: 0, bytes: 0 }
+    const item = { table: 'nope', part: 'all', partitions: null, rows: 0, bytes: 0 }
     await expect(exportTableToS3(conn, { item, bucket, key, gzipLevel: 1 })).rejects.toThrow(/does not exist/)
     await expect(hashObject(bucket, key)).rejects.toThrow()
   })

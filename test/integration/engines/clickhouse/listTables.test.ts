@@ -64,11 +64,13 @@ describe('Function: listClickHouseTables', () => {
     const listing = await listClickHouseTables(conn, { ...all, splitBytes: 1 })
     const spans = listing.items.filter((i) => i.table === 'spans')
     expect(spans.length).toBe(20)
-    expect(spans.every((i) => i.part === `partition-${i.partitionId}`)).toBe(true)
+    expect(
+      spans.every((i) => i.part === `partition-${i.partitions?.[0]}` && i.partitions?.length === 1),
+    ).toBe(true)
     expect(spans.reduce((n, i) => n + i.rows, 0)).toBe(60)
     // one partition: nothing to split
     expect(listing.items.filter((i) => i.table === 'cost')).toEqual([
-      expect.objectContaining({ part: 'all', partitionId: null }),
+      expect.objectContaining({ part: 'all', partitions: null }),
     ])
     expect(listing.items.find((i) => i.table === 'empty')).toMatchObject({ rows: 0, part: 'all' })
   })

@@ -93,7 +93,7 @@ describe('Function: prepareClickHouseRestore', () => {
     })
     expect(result.stagingDatabase).toBe(`${target}__lsb_restore`)
     expect(result.items).toEqual([
-      expect.objectContaining({ table: 'spans', stagingTable: 'spans', partitionId: null }),
+      expect.objectContaining({ table: 'spans', stagingTable: 'spans', partitions: null }),
     ])
     expect(await databasesLike()).toEqual([`${target}__lsb_restore`])
     const [staged] = await conn.query<{ name: string }>(

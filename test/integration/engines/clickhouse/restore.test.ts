@@ -369,7 +369,7 @@ describe.each([current, legacy])('Function: commitClickHouseRestore — $name', 
     // Assess
     const [p] = await conn.query<{ n: string }>(
       `SELECT toString(count()) AS n FROM ${stagingDatabase}.spans WHERE _partition_id = {p:String}`,
-      { p: partition.partitionId },
+      { p: partition.partitions?.[0] },
     )
     const [w] = await conn.query<{ n: string }>(
       `SELECT toString(count()) AS n FROM ${stagingDatabase}.sessions`,

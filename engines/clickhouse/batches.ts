@@ -1,0 +1,81 @@
+/**
+ * How a ClickHouse backup is cut into work: export items (a whole table, or a run of partitions
+ * of a table bigger than the split size) and batches of items (one Map item each). Runs of
+ * partitions keep an object near the split size however small each partition is; batches keep
+ * the Map's length bounded however many items there are.
+ */
+import type { ExportItem } from '#core/payloads.ts'
+
+export const WHOLE_TABLE_PART = 'all'
+export const PARTITION_PART_PREFIX = 'partition-'
+export const PARTITIONS_PART_PREFIX = 'partitions-'
+
+export interface PartitionSize {
+  id: string
+  rows: number
+  bytes: number
+}
+
+/**
+ * One item for the table, or, when its active parts take more than `splitBytes` and it has more
+ * than one partition, one item per run of consecutive partitions of about `splitBytes` (a
+ * partition bigger than that is an item by itself).
+ */
+export function exportItemsFor(
+  table: string,
+  size: { rows: number; bytes: number; partitions: PartitionSize[] },
+  splitBytes: number,
+): ExportItem[] {
+  if (size.bytes <= splitBytes || size.partitions.length <= 1) {
+    return [{ table, part: WHOLE_TABLE_PART, partitions: null, rows: size.rows, bytes: size.bytes }]
+  }
+  const runs: PartitionSize[][] = []
+  let run: PartitionSize[] = []
+  let runBytes = 0
+  for (const p of size.partitions) {
+    if (run.length > 0 && runBytes + p.bytes > splitBytes) {
+      runs.push(run)
+      run = []
+      runBytes = 0
+    }
+    run.push(p)
+    runBytes += p.bytes
+  }
+  if (run.length > 0) runs.push(run)
+  return runs.map((r, i) => ({
+    table,
+    part: r.length === 1 ? `${PARTITION_PART_PREFIX}${r[0]!.id}` : `${PARTITIONS_PART_PREFIX}${i}`,
+    partitions: r.map((p) => p.id),
+    rows: r.reduce((sum, p) => sum + p.rows, 0),
+    bytes: r.reduce((sum, p) => sum + p.bytes, 0),
+  }))
+}
+
+/**
+ * Consecutive items grouped into at most `maxBatches` batches of at least `minBatchBytes` each
+ * (the last may be smaller), order kept. Empty input gives no batch.
+ */
+export function batchItems<T extends { bytes: number }>(
+  items: T[],
+  opts: { maxBatches: number; minBatchBytes: number },
+): T[][] {
+  const total = items.reduce((sum, i) => sum + i.bytes, 0)
+  let target = Math.max(opts.minBatchBytes, Math.ceil(total / opts.maxBatches), 1)
+  for (;;) {
+    const batches: T[][] = []
+    let batch: T[] = []
+    let bytes = 0
+    for (const item of items) {
+      batch.push(item)
+      bytes += item.bytes
+      if (bytes >= target) {
+        batches.push(batch)
+        batch = []
+        bytes = 0
+      }
+    }
+    if (batch.length > 0) batches.push(batch)
+    if (batches.length <= opts.maxBatches) return batches
+    target = Math.ceil(target * 1.5)
+  }
+}
