@@ -20,11 +20,12 @@ import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { BackupStore } from '#catalog/backupStore.ts'
 import { listObjects } from '#catalog/objectStore.ts'
-import { loadSettings } from '#core/config.ts'
+import { loadSettings, pgDumpCompression } from '#core/config.ts'
 import { humanBytes } from '#core/humanBytes.ts'
 import { clickhouseContentHash, postgresContentHash } from '#devtools/sampleData.ts'
 import { startPostgres, startS3 } from '#devtools/servers.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
+import { describeCompression } from '#engines/postgres/pgCompression.ts'
 import { startBenchClickHouse } from './clickhouseServer.ts'
 import { dataSizes, generateBenchData } from './generateData.ts'
 import { killRunningChildren } from './measure.ts'
@@ -66,8 +67,9 @@ const say = (text: string) => process.stderr.write(`\x1b[1m== ${text}\x1b[0m\n`)
 /** The LSB_* settings that shape the work, as core/config.ts reads them (defaults included). */
 function effective(env: NodeJS.ProcessEnv): Record<string, string> {
   const s = loadSettings(env)
+  const compression = pgDumpCompression(s)
   return {
-    LSB_PG_COMPRESS: String(s.LSB_PG_COMPRESS),
+    LSB_PG_COMPRESSION: compression === 'auto' ? 'auto' : describeCompression(compression),
     LSB_CLICKHOUSE_GZIP_LEVEL: String(s.LSB_CLICKHOUSE_GZIP_LEVEL),
     LSB_CLICKHOUSE_SPLIT_BYTES: String(s.LSB_CLICKHOUSE_SPLIT_BYTES),
     LSB_MAP_CONCURRENCY: String(s.LSB_MAP_CONCURRENCY),

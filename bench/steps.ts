@@ -41,42 +41,36 @@ export async function measureSteps(opts: {
     return { ...m, what }
   }
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`
-  const biggest = [...opts.clickhouse.objects].sort((a, b) => b.bytes - a.bytes)[0]!
-  const part = biggest.part ?? 'all'
-  const item = {
-    table: biggest.table!,
-    part,
-    partitionId: part.startsWith('partition-') ? part.slice('partition-'.length) : null,
-    rows: biggest.rows ?? 0,
-    bytes: 0,
-  }
   const dump = opts.postgres.objects[0]!
   const results: StepMeasurement[] = []
-  results.push(
-    await step(
-      'snapshotPostgres',
-      (() => {
-        // a backup of its own (PlanBackup derives the id from the start time the same way)
-        const startedAt = new Date().toISOString()
-        return { backupId: backupIdFor(startedAt), startedAt }
-      })(),
-      `pg_dump → ${mib(dump.bytes)}`,
-      true,
-    ),
+  const fresh = () => {
+    // a backup of its own (PlanBackup derives the id from the start time the same way)
+    const startedAt = new Date().toISOString()
+    return { backupId: backupIdFor(startedAt), startedAt }
+  }
+  results.push(await step('snapshotPostgres', fresh(), `pg_dump → ${mib(dump.bytes)}`, true))
+  const listed = fresh()
+  const planned = JSON.parse((await step('listClickHouseTables', listed, 'plan', true)).stdout) as {
+    batches: number[]
+    transfer: string
+  }
+  const exported = await step(
+    'exportBatch',
+    { backupId: listed.backupId, batch: 0, cursor: null },
+    'batch 0',
+    true,
   )
-  results.push(
-    await step(
-      'exportTable',
-      { backupId: opts.clickhouse.backupId, item },
-      `${item.table} ${part} → ${mib(biggest.bytes)}`,
-      true,
-    ),
-  )
+  const out = JSON.parse(exported.stdout) as { bytes: number; items: number }
+  results.push({
+    ...exported,
+    what: `batch 0 of ${planned.batches.length} (${planned.transfer}): ${out.items} item(s) → ${mib(out.bytes)}`,
+  })
+  const biggest = [...opts.clickhouse.objects].sort((a, b) => b.bytes - a.bytes)[0]!
   results.push(
     await step(
       'verifyObject',
       { key: biggest.key, sha256: biggest.sha256, bytes: biggest.bytes },
-      `${item.table} ${part}, ${mib(biggest.bytes)}`,
+      `${biggest.table} ${biggest.part ?? 'all'}, ${mib(biggest.bytes)}`,
     ),
   )
   const prepared = JSON.parse(
@@ -87,14 +81,19 @@ export async function measureSteps(opts: {
         'staging tables',
       )
     ).stdout,
-  ) as { targetDatabase: string; items: { key: string }[] }
-  const restoreItem = prepared.items.find((i) => i.key === biggest.key)!
+  ) as { targetDatabase: string; batches: number }
   try {
     results.push(
       await step(
-        'restoreClickHouseObject',
-        { targetDatabase: prepared.targetDatabase, item: restoreItem },
-        `${item.table} ${part}, ${mib(biggest.bytes)}`,
+        'loadClickHouseBatch',
+        {
+          backupId: opts.clickhouse.backupId,
+          targetDatabase: prepared.targetDatabase,
+          batches: prepared.batches,
+          batch: 0,
+          cursor: null,
+        },
+        `batch 0 of ${prepared.batches}`,
       ),
     )
   } finally {

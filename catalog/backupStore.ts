@@ -1,19 +1,42 @@
+import { z } from 'zod'
 import {
   assertBackupId,
   backupDir,
   backupIdOfKey,
   backupTime,
+  clickhousePlanKey,
   type Engine,
   engineDir,
+  exportBatchResultKey,
   manifestKey,
 } from '#core/backupKeys.ts'
 import { loadSettings } from '#core/config.ts'
 import { BackupNotFoundError, ManifestError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
-import { type Manifest, parseManifest } from '#core/manifest.ts'
+import { type Manifest, parseManifest, type StoredObject, storedObjectSchema } from '#core/manifest.ts'
+import { type ClickHousePlan, clickhousePlanSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
 import { deleteObjects, getText, type ListedObject, listObjects, putBytes } from './objectStore.ts'
 import { type BackupListing, type PruneDecision, planPrune, type RetentionPolicy } from './retention.ts'
+
+/** Parses a stored JSON working file; a missing or invalid one is a ManifestError naming it. */
+function parseStored<S extends z.ZodType>(schema: S, text: string | undefined, where: string): z.output<S> {
+  if (text === undefined) throw new ManifestError(`${where} does not exist`)
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    throw new ManifestError(`${where} is not JSON`)
+  }
+  const parsed = schema.safeParse(json)
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ')
+    throw new ManifestError(`${where} is invalid: ${problems}`)
+  }
+  return parsed.data
+}
 
 /** Manifests read at once while listing: enough to hide latency, few enough not to be throttled. */
 const MANIFEST_READS_IN_FLIGHT = 8
@@ -56,6 +79,32 @@ export class BackupStore {
       listings.push(...(await Promise.all(batch.map((id) => this.toListing(engine, id, groups.get(id)!)))))
     }
     return listings
+  }
+
+  /** Stores a ClickHouse backup's plan (ListClickHouseTables). */
+  async writePlan(plan: ClickHousePlan): Promise<string> {
+    const key = clickhousePlanKey(this.prefix, plan.backupId)
+    await putBytes(this.bucket, key, JSON.stringify(plan), 'application/json')
+    return key
+  }
+
+  /** Reads a ClickHouse backup's plan, validated: it is state, and state is untrusted. */
+  async readPlan(backupId: string): Promise<ClickHousePlan> {
+    const key = clickhousePlanKey(this.prefix, backupId)
+    return parseStored(clickhousePlanSchema, await getText(this.bucket, key), `s3://${this.bucket}/${key}`)
+  }
+
+  /** The objects one export batch has stored so far (none before its first). */
+  async readBatchResult(backupId: string, batch: number): Promise<StoredObject[]> {
+    const key = exportBatchResultKey(this.prefix, backupId, batch)
+    const text = await getText(this.bucket, key)
+    if (text === undefined) return []
+    return parseStored(z.array(storedObjectSchema), text, `s3://${this.bucket}/${key}`)
+  }
+
+  async writeBatchResult(backupId: string, batch: number, objects: StoredObject[]): Promise<void> {
+    const key = exportBatchResultKey(this.prefix, backupId, batch)
+    await putBytes(this.bucket, key, JSON.stringify(objects), 'application/json')
   }
 
   /**

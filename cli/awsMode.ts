@@ -1,8 +1,13 @@
 /** The CLI against AWS: start the deployed state machines, follow them, show where one stands. */
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { MachineKind } from './aws/client.ts'
-import { describe, type ExecutionEvent, followExecution } from './aws/followExecution.ts'
+import { describe, followExecution } from './aws/followExecution.ts'
 import { resolveStateMachineArn } from './aws/resolveStateMachineArn.ts'
 import { startExecution } from './aws/startExecution.ts'
+import type { AslShape } from './progress/machineLayout.ts'
+import { executionProgress } from './progress.ts'
 
 interface AwsOptions {
   json?: boolean
@@ -14,21 +19,13 @@ function print(json: boolean | undefined, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`)
 }
 
-/** One line per state as it passes, on stderr; Map iterations are counted, not listed. */
-function eventLine(event: ExecutionEvent): string | undefined {
-  if (event.iteration) return undefined
-  switch (event.type) {
-    case 'StateEntered':
-      return event.stateType === 'Choice' || event.stateType === 'Pass' ? undefined : `→ ${event.state}`
-    case 'StateExited':
-      return event.stateType === 'Choice' || event.stateType === 'Pass' ? undefined : `✓ ${event.state}`
-    case 'StateRetried':
-      return `↻ ${event.state} attempt ${event.attempt}`
-    case 'StateFailed':
-      return `✗ ${event.state}: ${event.error}`
-    default:
-      return undefined
-  }
+/**
+ * The definition the deployed machine was built from, for the progress display's item counts: the
+ * CLI ships with it. Were they to differ, a Map would only lack its total.
+ */
+function localDefinition(kind: MachineKind): AslShape {
+  const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'statemachines', `${kind}.asl.json`)
+  return JSON.parse(readFileSync(file, 'utf8')) as AslShape
 }
 
 /** Starts the deployed backup or restore; with --wait follows it and fails when it fails. */
@@ -44,10 +41,10 @@ export async function runAws(kind: MachineKind, input: unknown, opts: AwsOptions
     print(opts.json, started, started.executionArn)
     return
   }
-  const result = await followExecution(started.executionArn, (event) => {
-    const line = eventLine(event)
-    if (line) process.stderr.write(`${line}\n`)
-  })
+  const progress = executionProgress({ definition: localDefinition(kind) })
+  const result = await followExecution(started.executionArn, progress.onExecutionEvent).finally(() =>
+    progress.done(),
+  )
   if (result.status !== 'SUCCEEDED') {
     throw new Error(`${kind} ${result.status.toLowerCase()}: ${result.error}: ${result.cause}`)
   }

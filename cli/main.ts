@@ -5,6 +5,7 @@
 import { Command } from 'commander'
 import { redact } from '#core/redact.ts'
 import { backupCommand } from './commands/backup.ts'
+import { doctorCommand } from './commands/doctor.ts'
 import { listCommand } from './commands/list.ts'
 import { restoreCommand } from './commands/restore.ts'
 import { statusCommand } from './commands/status.ts'
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     listCommand(),
     verifyCommand(),
     statusCommand(),
+    doctorCommand(),
   ]) {
     // as program.command() would: showHelpAfterError and the like hold for every command
     program.addCommand(command.copyInheritedSettings(program))

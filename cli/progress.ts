@@ -1,59 +1,108 @@
+/**
+ * What an execution is doing, on stderr. Each state prints a line when it starts (`→ ExportTables`)
+ * and when it ends (`✓ …`, `✗ <State>: <Error>`, `↻ <State> retry N`). Each running Map and
+ * pg_dump/pg_restore byte stream has one more: on a terminal a line redrawn in place
+ * (`ExportTables  3/8 batches · 412.0 MiB · 38.0 MiB/s · ETA 0:12`), elsewhere a plain line at
+ * most every few seconds. A table of every state's time, items and bytes closes the run.
+ */
+import type { ExecutionEvent } from '#cli/aws/followExecution.ts'
 import type { EventLog } from '#cli/local/runStateMachine.ts'
-import { humanBytes } from '#core/humanBytes.ts'
 import type { ProgressEvent } from '#core/progress.ts'
+import { ExecutionTracker, type Notice } from './progress/executionTracker.ts'
+import { LiveArea, type ProgressStream } from './progress/liveArea.ts'
+import { type AslShape, machineLayout } from './progress/machineLayout.ts'
+import { PlainLines } from './progress/plainLines.ts'
+import {
+  failedLine,
+  finishedLine,
+  liveDetail,
+  liveLabel,
+  liveLines,
+  retriedLine,
+  summaryTable,
+} from './progress/progressText.ts'
+import { fromEventLog, fromExecutionEvent, type StepEvent } from './progress/stepEvent.ts'
 
-/** Draws what a local execution is doing on stderr: each state as it starts and ends, Map counts, bytes. */
-export function executionProgress(stream: NodeJS.WriteStream = process.stderr) {
-  const started = new Map<string, number>()
-  const mapDone = new Map<string, number>()
-  const tty = stream.isTTY
-  let transient = false
-  const line = (text: string, keep = true) => {
-    if (tty) {
-      stream.write(`\r\x1b[2K${text}${keep ? '\n' : ''}`)
-      transient = !keep
-    } else if (keep) {
-      stream.write(`${text}\n`)
+export interface ProgressOptions {
+  stream?: ProgressStream
+  /** The state machine's definition: where each Map's items are, which states run inside it. */
+  definition?: AslShape
+  /** Redraw lines in place (default: when the stream is a terminal). */
+  live?: boolean
+  /** Without redrawing: the shortest time between two lines of one Map or byte stream. */
+  plainEveryMs?: number
+  /** On a terminal: the shortest time between two redraws. */
+  redrawEveryMs?: number
+}
+
+const defaults = { plainEveryMs: 5000, redrawEveryMs: 100 }
+
+export function executionProgress(options: ProgressOptions = {}) {
+  const { stream = process.stderr, plainEveryMs, redrawEveryMs } = { ...defaults, ...options }
+  const live = options.live ?? Boolean(stream.isTTY)
+  const startedAt = Date.now()
+  const tracker = new ExecutionTracker(machineLayout(options.definition), notice)
+  const area = new LiveArea(stream, () => liveLines(tracker.live(), Date.now()), redrawEveryMs)
+  const plain = new PlainLines(
+    stream,
+    (key) => {
+      const run = tracker.live().find((r) => r.key === key)
+      return run && `${liveLabel(run)} ${liveDetail(run, Date.now())}`
+    },
+    plainEveryMs,
+  )
+  let finished = false
+  const print = (...lines: string[]): void => {
+    if (live) area.print(lines)
+    else stream.write(lines.map((l) => `${l}\n`).join(''))
+  }
+
+  function notice(n: Notice): void {
+    // a handler aborted with the run may still report bytes: the display has closed
+    if (finished) return
+    if (n.kind === 'changed') {
+      if (live) area.start()
+      else plain.changed(n.live.key)
+    } else if (n.kind === 'gone') {
+      if (!live) plain.gone(n.key)
+    } else if (n.kind === 'entered') {
+      print(`→ ${n.run.name}`)
+    } else if (n.kind === 'exited') {
+      print(finishedLine(n.run))
+    } else if (n.kind === 'failed') {
+      print(failedLine(n.state, n.error))
+    } else {
+      print(retriedLine(n.state, n.retry))
     }
   }
+
   return {
-    onEvent(event: EventLog) {
-      const elapsed = (name: string) => ((Date.now() - (started.get(name) ?? Date.now())) / 1000).toFixed(1)
-      switch (event.type) {
-        case 'StateEntered':
-          if (event.state.type === 'Choice' || event.state.type === 'Pass' || event.index !== undefined)
-            return
-          started.set(event.state.name, Date.now())
-          if (event.state.type === 'Map') mapDone.set(event.state.name, 0)
-          line(`→ ${event.state.name}`)
-          return
-        case 'StateExited':
-          if (!started.has(event.state.name) || event.index !== undefined) return
-          line(`✓ ${event.state.name} (${elapsed(event.state.name)} s)`)
-          return
-        case 'StateRetried':
-          line(`↻ ${event.state.name} retry ${event.retry.attempt}`)
-          return
-        case 'StateFailed':
-          if (event.index !== undefined) return
-          line(`✗ ${event.state.name}: ${event.Error}`)
-          return
-        case 'MapIterationSucceeded': {
-          const done = (mapDone.get(event.parentState.name) ?? 0) + 1
-          mapDone.set(event.parentState.name, done)
-          line(`  ${event.parentState.name}: ${done} item(s) done`, !tty)
-          return
-        }
-        default:
-          return
-      }
+    /** An event of a local execution (aws-local-stepfunctions). */
+    onEvent(event: EventLog): void {
+      const step = fromEventLog(event)
+      if (step) tracker.onStep(step)
     },
-    onProgress(event: ProgressEvent) {
-      const total = event.totalBytes ? ` of ${humanBytes(event.totalBytes)}` : ''
-      line(`  ${event.state} ${event.what}: ${humanBytes(event.bytes ?? 0)}${total}`, !tty)
+    /** An event of an execution on AWS, read from its history (followExecution). */
+    onExecutionEvent(event: ExecutionEvent): void {
+      const step = fromExecutionEvent(event)
+      if (step) tracker.onStep(step)
     },
-    done() {
-      if (transient) stream.write('\r\x1b[2K')
+    /** An event in the shape both are read into (stepEvent.ts). */
+    onStep(step: StepEvent): void {
+      tracker.onStep(step)
+    },
+    /** Bytes of a pg_dump or pg_restore (core/progress.ts). */
+    onProgress(event: ProgressEvent): void {
+      tracker.onBytes(event, Date.now())
+    },
+    /** Clears the live lines and prints the summary table. */
+    done(): void {
+      if (finished) return
+      finished = true
+      area.stop()
+      plain.stop()
+      const table = summaryTable(tracker.states(), startedAt, Date.now())
+      if (table.length > 0) stream.write(`\n${table.join('\n')}\n`)
     },
   }
 }

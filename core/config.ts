@@ -20,6 +20,26 @@ const json = <S extends z.ZodType>(schema: S, example: string) =>
       }
     })
     .pipe(schema)
+/** pg_dump's compression: `auto`, `none`, or `<method>:<level>` within the range pg_dump accepts for the method. */
+const PG_COMPRESSION_LEVELS = { gzip: [1, 9], zstd: [1, 22], lz4: [1, 12] } as const
+export type PgCompressionMethod = keyof typeof PG_COMPRESSION_LEVELS | 'none'
+export type PgCompressionSetting = 'auto' | { method: PgCompressionMethod; level: number | null }
+const pgCompression = z.string().transform((raw, ctx): PgCompressionSetting => {
+  const text = raw.trim().toLowerCase()
+  if (text === 'auto') return 'auto'
+  if (text === 'none') return { method: 'none', level: null }
+  const match = /^(gzip|zstd|lz4):(\d{1,2})$/.exec(text)
+  const range = match ? PG_COMPRESSION_LEVELS[match[1] as keyof typeof PG_COMPRESSION_LEVELS] : undefined
+  const level = Number(match?.[2])
+  if (!match || !range || level < range[0] || level > range[1]) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `${JSON.stringify(raw)} is not auto, none, gzip:1–9, zstd:1–22 or lz4:1–12`,
+    })
+    return z.NEVER
+  }
+  return { method: match[1] as PgCompressionMethod, level }
+})
 const list = z.string().transform((v) =>
   v
     .split(',')
@@ -41,7 +61,31 @@ const settingsSchema = z.object({
   LSB_CLICKHOUSE_EXCLUDE: list.default([]),
   LSB_CLICKHOUSE_SPLIT_BYTES: int(2 ** 20, 2 ** 40).default(256 * 1024 * 1024),
   LSB_CLICKHOUSE_GZIP_LEVEL: int(0, 9).default(1),
-  LSB_PG_COMPRESS: int(0, 9).default(1),
+  /** auto: the server moves its own bytes through S3 where it has the s3 table function, else streaming. */
+  LSB_CLICKHOUSE_TRANSFER: z.enum(['auto', 'server', 'stream']).default('auto'),
+  /** How the ClickHouse server authenticates to S3 on the server-side path: function | server | collection:<name>. */
+  LSB_CLICKHOUSE_S3_AUTH: z
+    .string()
+    .regex(
+      /^(function|server|collection:[A-Za-z_][A-Za-z0-9_]*)$/,
+      'must be function, server or collection:<name>',
+    )
+    .default('function'),
+  /** The bucket's URL as the ClickHouse server reaches it (default: the endpoint's, or AWS's virtual-hosted URL). */
+  LSB_CLICKHOUSE_S3_BUCKET_URL: z.url().optional(),
+  /** At most this many ExportTables Map items (batches of export items): bounds the execution's history. */
+  LSB_CLICKHOUSE_MAX_BATCHES: int(1, 1000).default(200),
+  /** pg_dump's compression; `auto` is zstd:1 with pg_dump ≥ 16, else gzip:1 (see LSB_PG_COMPRESS). */
+  LSB_PG_COMPRESSION: pgCompression.default('auto'),
+  /** The older setting: a gzip level (0 = none), taken as gzip:<level> when LSB_PG_COMPRESSION is auto. */
+  LSB_PG_COMPRESS: int(0, 9).optional(),
+  /**
+   * pg_restore --jobs. Above 1 the dump is copied to LSB_PG_RESTORE_TEMP_DIR first (-j needs a seekable
+   * file): 2 loaded a six-table database a third faster, copy included (bench/RESULTS.md, issue 10).
+   */
+  LSB_PG_RESTORE_JOBS: int(1, 16).default(2),
+  /** Where a parallel restore puts the dump: the OS temp dir (/tmp, Lambda's ephemeral storage) unless set. */
+  LSB_PG_RESTORE_TEMP_DIR: z.string().startsWith('/', 'must be an absolute path').optional(),
   LSB_PG_BIN_DIR: z.string().optional(),
   LSB_MAP_CONCURRENCY: int(1, 40).default(4),
   /** A transfer with no byte for this long is a StallError (retried), never a silent wait. */
@@ -84,11 +128,16 @@ export type Settings = z.output<typeof settingsSchema>
 
 let cachedSettings: Settings | undefined
 
-/** Settings that only one migration strategy reads. */
+/**
+ * Settings that only one migration strategy reads. (LSB_MIGRATE_ECS_CLUSTER is not one: the
+ * quiesce step uses the cluster too; LSB_MIGRATE_ECS_CONTAINER has a default.)
+ */
 const STRATEGY_OF = {
   LSB_MIGRATE_COMMAND: 'command',
   LSB_MIGRATE_FUNCTION: 'lambda',
   LSB_MIGRATE_ECS_TASK_DEFINITION: 'ecs',
+  LSB_MIGRATE_ECS_SUBNETS: 'ecs',
+  LSB_MIGRATE_ECS_SECURITY_GROUPS: 'ecs',
 } as const
 
 /**
@@ -98,14 +147,60 @@ const STRATEGY_OF = {
  */
 function settingsThatWouldDoNothing(s: Settings): string[] {
   return Object.entries(STRATEGY_OF)
-    .filter(
-      ([name, strategy]) =>
-        s[name as keyof typeof STRATEGY_OF] !== undefined && s.LSB_MIGRATE_STRATEGY !== strategy,
-    )
+    .filter(([name, strategy]) => {
+      const value = s[name as keyof typeof STRATEGY_OF]
+      const set = Array.isArray(value) ? value.length > 0 : value !== undefined
+      return set && s.LSB_MIGRATE_STRATEGY !== strategy
+    })
     .map(
       ([name, strategy]) =>
         `${name} is set but LSB_MIGRATE_STRATEGY is ${s.LSB_MIGRATE_STRATEGY}, so it would do nothing ` +
         `(set LSB_MIGRATE_STRATEGY=${strategy}, or unset ${name})`,
+    )
+}
+
+/**
+ * Postgres settings that another one makes idle: LSB_PG_COMPRESS (a gzip level) beside an explicit
+ * LSB_PG_COMPRESSION, and a temp dir for a restore that streams (LSB_PG_RESTORE_JOBS=1).
+ */
+function pgSettingsThatWouldDoNothing(s: Settings): string[] {
+  const idle: string[] = []
+  if (s.LSB_PG_COMPRESS !== undefined && s.LSB_PG_COMPRESSION !== 'auto') {
+    const { method, level } = s.LSB_PG_COMPRESSION
+    idle.push(
+      `LSB_PG_COMPRESS=${s.LSB_PG_COMPRESS} is set but LSB_PG_COMPRESSION=${level === null ? method : `${method}:${level}`} ` +
+        'decides the compression, so it would do nothing (unset LSB_PG_COMPRESS, or set LSB_PG_COMPRESSION=auto)',
+    )
+  }
+  if (s.LSB_PG_RESTORE_TEMP_DIR !== undefined && s.LSB_PG_RESTORE_JOBS === 1) {
+    idle.push(
+      'LSB_PG_RESTORE_TEMP_DIR is set but LSB_PG_RESTORE_JOBS is 1, so the dump is streamed and it would do ' +
+        'nothing (set LSB_PG_RESTORE_JOBS to 2 or more, or unset LSB_PG_RESTORE_TEMP_DIR)',
+    )
+  }
+  return idle
+}
+
+/**
+ * The compression pg_dump is asked for: LSB_PG_COMPRESSION; when that is `auto` and the older
+ * LSB_PG_COMPRESS is set, its gzip level (0 = none), which is what it has always meant.
+ */
+export function pgDumpCompression(s: Settings = loadSettings()): PgCompressionSetting {
+  if (s.LSB_PG_COMPRESSION !== 'auto' || s.LSB_PG_COMPRESS === undefined) return s.LSB_PG_COMPRESSION
+  return s.LSB_PG_COMPRESS === 0
+    ? { method: 'none', level: null }
+    : { method: 'gzip', level: s.LSB_PG_COMPRESS }
+}
+
+/** Server-side S3 settings do nothing when the streaming path is forced. */
+function serverSideSettingsThatWouldDoNothing(env: NodeJS.ProcessEnv, s: Settings): string[] {
+  if (s.LSB_CLICKHOUSE_TRANSFER !== 'stream') return []
+  return ['LSB_CLICKHOUSE_S3_AUTH', 'LSB_CLICKHOUSE_S3_BUCKET_URL']
+    .filter((name) => env[name])
+    .map(
+      (name) =>
+        `${name} is set but LSB_CLICKHOUSE_TRANSFER is stream, so it would do nothing ` +
+        `(set LSB_CLICKHOUSE_TRANSFER=auto or server, or unset ${name})`,
     )
 }
 
@@ -119,7 +214,11 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
     throw new ConfigError(`invalid configuration: ${problems}`)
   }
-  const idle = settingsThatWouldDoNothing(parsed.data)
+  const idle = [
+    ...settingsThatWouldDoNothing(parsed.data),
+    ...pgSettingsThatWouldDoNothing(parsed.data),
+    ...serverSideSettingsThatWouldDoNothing(env, parsed.data),
+  ]
   if (idle.length > 0) throw new ConfigError(`invalid configuration: ${idle.join('; ')}`)
   if (env === process.env) cachedSettings = parsed.data
   return parsed.data

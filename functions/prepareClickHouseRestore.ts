@@ -1,7 +1,9 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
+import { loadSettings } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
 import { backupIdSchema, databaseNameSchema } from '#core/payloads.ts'
+import { restoreBatches } from '#engines/clickhouse/restore/plan.ts'
 import { prepareClickHouseRestore } from '#engines/clickhouse/restore/prepare.ts'
 import { type ClickHouseContext, clickhouseConnection } from '#functions/middleware/clickhouseConnection.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
@@ -16,8 +18,9 @@ export async function run(
   logger.appendKeys({ engine: 'clickhouse', backupId })
   const manifest = await backupStore().readManifest('clickhouse', backupId)
   const target = targetDatabase ?? clickhouse.database
-  const { items } = await prepareClickHouseRestore(clickhouse, { manifest, targetDatabase: target })
-  return { backupId, targetDatabase: target, items }
+  await prepareClickHouseRestore(clickhouse, { manifest, targetDatabase: target })
+  const batches = restoreBatches(manifest, loadSettings())
+  return { backupId, targetDatabase: target, batches: batches.length, batchIndexes: batches.map((_, i) => i) }
 }
 
 export const handler = stateHandler('PrepareClickHouse', input, run, clickhouseConnection())

@@ -1,11 +1,12 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
-import { loadSettings } from '#core/config.ts'
+import { loadSettings, type Settings } from '#core/config.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 import type { Manifest } from '#core/manifest.ts'
 import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
 import { validateClickHouseManifest } from '#engines/clickhouse/restore/plan.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
+import { verifyBatches } from '#functions/verifyBackupBatch.ts'
 
 const backupRef = z
   .union([z.literal('latest'), backupIdSchema])
@@ -56,14 +57,14 @@ function migratePlan(requested: 'default' | 'none') {
   }
 }
 
-function verifyList(manifest: Manifest | null) {
-  return manifest
-    ? {
-        engine: manifest.engine,
-        backupId: manifest.backupId,
-        objects: manifest.objects.map(({ key, sha256, bytes }) => ({ key, sha256, bytes })),
-      }
-    : null
+/** One VerifyChecksums item per batch of a backup's objects: the state stays small whatever their count. */
+function verifyItems(manifest: Manifest | null, s: Settings) {
+  if (!manifest) return []
+  return verifyBatches(manifest, s).map((_, batch) => ({
+    engine: manifest.engine,
+    backupId: manifest.backupId,
+    batch,
+  }))
 }
 
 /**
@@ -93,7 +94,7 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     wantClickHouse: ch !== null,
     postgres: pg && { backupId: pg.backupId, targetDatabase: request.targets.postgresDatabase ?? null },
     clickhouse: ch && { backupId: ch.backupId, targetDatabase: request.targets.clickhouseDatabase ?? null },
-    backups: [verifyList(pg), verifyList(ch)],
+    verify: [...verifyItems(pg, s), ...verifyItems(ch, s)],
     // A drill restores into other databases: the writers of the live ones keep running.
     quiesce:
       request.targets.postgresDatabase || request.targets.clickhouseDatabase

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
 import { postgresDumpKey } from '#core/backupKeys.ts'
-import { loadSettings, requireSecret } from '#core/config.ts'
+import { loadSettings, pgDumpCompression, requireSecret } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
 import { backupIdSchema, type EngineBackup } from '#core/payloads.ts'
 import { progressReporter } from '#core/progress.ts'
@@ -23,12 +23,12 @@ export async function run(
     url: await requireSecret('LSB_POSTGRES_URL'),
     bucket: store.bucket,
     key,
-    compressLevel: settings.LSB_PG_COMPRESS,
+    compression: pgDumpCompression(settings),
     binDir: settings.LSB_PG_BIN_DIR,
     signal,
     onProgress: progressReporter('SnapshotPostgres', 'pg_dump'),
   })
-  logger.info('postgres dump stored', { key, bytes: dump.bytes })
+  logger.info('postgres dump stored', { key, bytes: dump.bytes, compression: dump.compression })
   return {
     engine: 'postgres',
     backupId,

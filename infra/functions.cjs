@@ -47,15 +47,16 @@ const FUNCTIONS = {
     statements: writeUnder('postgres/*'),
   },
   listClickHouseTables: {
-    does: 'listClickHouseTables reads the ClickHouse URL; it touches no bucket',
+    does: 'listClickHouseTables writes the backup plan under <prefix>/clickhouse/<id>/plan/ and reads the ClickHouse URL',
     timeout: 300,
     secret: 'clickhouse',
+    statements: writeUnder('clickhouse/*/plan/*', ['s3:PutObject']),
   },
-  exportTable: {
-    does: 'exportTable writes table data under <prefix>/clickhouse/ and reads the ClickHouse URL',
+  exportBatch: {
+    does: 'exportBatch writes table data under <prefix>/clickhouse/, reads it back, and reads the ClickHouse URL',
     ...BIG,
     secret: 'clickhouse',
-    statements: writeUnder('clickhouse/*'),
+    statements: [...writeUnder('clickhouse/*'), ...readBackups],
   },
   verifyObject: {
     does: 'verifyObject re-reads stored objects',
@@ -63,10 +64,10 @@ const FUNCTIONS = {
     statements: readBackups,
   },
   commitManifest: {
-    does: 'commitManifest writes manifest.json files, nothing else',
+    does: 'commitManifest reads the plan and batch results and writes manifest.json files',
     timeout: 120,
     memorySize: 512,
-    statements: writeUnder('*/*/manifest.json', ['s3:PutObject']),
+    statements: [...writeUnder('*/*/manifest.json', ['s3:PutObject']), ...readBackups],
   },
   prune: {
     does: 'prune is the only function that can delete (current versions only; no version deletes)',
@@ -87,6 +88,11 @@ const FUNCTIONS = {
     timeout: 60,
     secret: 'slack',
   },
+  verifyBackupBatch: {
+    does: 'verifyBackupBatch re-reads stored objects before a restore',
+    ...BIG,
+    statements: readBackups,
+  },
   resolveBackup: {
     does: 'resolveBackup lists backups and reads manifests',
     timeout: 300,
@@ -96,6 +102,8 @@ const FUNCTIONS = {
   restorePostgres: {
     does: 'restorePostgres reads a dump and the Postgres URL',
     ...BIG,
+    // pg_restore --jobs reads a local copy of the dump: /tmp must hold it (a bigger dump streams)
+    ephemeralStorageSize: 10240,
     ...PG_TOOLS,
     secret: 'postgres',
     statements: readBackups,
@@ -106,8 +114,8 @@ const FUNCTIONS = {
     secret: 'clickhouse',
     statements: readBackups,
   },
-  restoreClickHouseObject: {
-    does: 'restoreClickHouseObject reads table data and the ClickHouse URL',
+  loadClickHouseBatch: {
+    does: 'loadClickHouseBatch reads table data and the ClickHouse URL',
     ...BIG,
     secret: 'clickhouse',
     statements: readBackups,

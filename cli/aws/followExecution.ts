@@ -42,6 +42,9 @@ export interface ExecutionEvent {
   attempt?: number
   error?: string
   cause?: string
+  /** StateEntered: the state's input; StateExited: its output (parsed JSON; progress counts from them). */
+  input?: unknown
+  output?: unknown
 }
 
 export type ExecutionResult =
@@ -88,6 +91,8 @@ export class HistoryReader {
     if (type.endsWith('StateEntered')) {
       state = event.stateEnteredEventDetails?.name ?? '?'
       out = { ...base, type: 'StateEntered', state, stateType: type.slice(0, -'StateEntered'.length) }
+      const input = parseJson(event.stateEnteredEventDetails?.input)
+      if (input !== undefined) out.input = input
     } else if (type.endsWith('StateExited')) {
       out = {
         ...base,
@@ -95,6 +100,8 @@ export class HistoryReader {
         state: event.stateExitedEventDetails?.name ?? state,
         stateType: type.slice(0, -'StateExited'.length),
       }
+      const output = parseJson(event.stateExitedEventDetails?.output)
+      if (output !== undefined) out.output = output
     } else if (type === 'MapIterationStarted') {
       const { name = '?', index = 0 } = event.mapIterationStartedEventDetails ?? {}
       frames = [...frames, { map: name, index }]

@@ -21,10 +21,10 @@ export function backupCommand(): Command {
     .option('--json', 'print one JSON object with the backup id per engine')
     .option('--wait', 'AWS: follow the execution to its end')
     .option('--state-machine-arn <arn>', 'AWS: the backup state machine (else LSB_BACKUP_STATE_MACHINE_ARN)')
-    .action(async (opts) => {
+    .action(async (opts, command: Command) => {
       const input = { engines: engines(opts.engine) }
       if (!opts.local) return runAws('backup', input, opts)
-      const { output } = await runLocal('backup', input)
+      const { output } = await runLocal('backup', input, { verbose: command.optsWithGlobals().verbose })
       const backups = (output as { backups: BackupSummary[] }).backups
       print(opts.json, Object.fromEntries(backups.map((b) => [b.engine, b.backupId])), () =>
         backups

@@ -20,7 +20,7 @@ export function restoreCommand(): Command {
       '--state-machine-arn <arn>',
       'AWS: the restore state machine (else LSB_RESTORE_STATE_MACHINE_ARN)',
     )
-    .action(async (opts) => {
+    .action(async (opts, command: Command) => {
       const input = {
         postgres: opts.postgres ?? null,
         clickhouse: opts.clickhouse ?? null,
@@ -31,7 +31,7 @@ export function restoreCommand(): Command {
         migrate: opts.migrate ? 'default' : 'none',
       }
       if (!opts.local) return runAws('restore', input, opts)
-      const { output } = await runLocal('restore', input)
+      const { output } = await runLocal('restore', input, { verbose: command.optsWithGlobals().verbose })
       const o = output as Record<string, { backupId?: string } | null> & { schema?: { head: string | null } }
       const result = {
         postgres: o.postgres?.backupId ?? null,

@@ -2,6 +2,7 @@
  * Executes a real ASL file locally with aws-local-stepfunctions: every Task whose Resource is
  * `{"Fn::GetAtt": ["<fn>", "Arn"]}` runs `functions/<fn>.ts`'s middy handler in-process, exactly
  * as serverless.yml wires it on AWS. Native integrations (ECS, Lambda invoke) need a stand-in.
+ * Step Functions' payload and history quotas are enforced, so a run that passes here fits on AWS.
  */
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -31,6 +32,14 @@ const deployed = createRequire(import.meta.url)(join(root, 'infra', 'functions.c
   functions: () => Record<string, { timeout?: number }>
 }
 
+/**
+ * Step Functions' quotas for Standard workflows (docs.aws.amazon.com/step-functions/latest/dg/limits.html):
+ * "Maximum input or output size for a task, state, or execution: 262,144 bytes of data as a UTF-8
+ * encoded string" and "Maximum execution history size: 25,000 events".
+ */
+export const PAYLOAD_LIMIT_BYTES = 262_144
+export const HISTORY_EVENT_LIMIT = 25_000
+
 /** Lambda's answer when a function outlives its timeout: Step Functions sees this error name. */
 export class LambdaTimeout extends Error {
   constructor(functionName: string, seconds: number) {
@@ -58,6 +67,12 @@ export interface LocalRunOptions {
   /** Runs before each Task's handler with the state's name and input: fault injection in tests. */
   beforeTask?: (state: string, input: unknown) => Promise<void> | void
   signal?: AbortSignal
+  /** Runs this definition instead of statemachines/<machine>.asl.json; the machine still names the execution. */
+  definition?: AslDefinition
+  /** Largest input or output of any state, in UTF-8 bytes of its JSON (default {@link PAYLOAD_LIMIT_BYTES}). */
+  payloadLimitBytes?: number
+  /** Most events the execution's history may hold (default {@link HISTORY_EVENT_LIMIT}). */
+  historyEventLimit?: number
 }
 
 export interface LocalRunResult {
@@ -77,15 +92,22 @@ export class LocalExecutionFailed extends Error {
   }
 }
 
-interface AslState {
+export interface AslState {
   Type: string
   Resource?: unknown
-  ItemProcessor?: { States: Record<string, AslState> }
-  Iterator?: { States: Record<string, AslState> }
-  Branches?: { States: Record<string, AslState> }[]
+  ItemProcessor?: AslDefinition
+  Iterator?: AslDefinition
+  Branches?: AslDefinition[]
+  [field: string]: unknown
 }
 
-export function loadDefinition(machine: MachineName): { States: Record<string, AslState> } {
+export interface AslDefinition {
+  StartAt?: string
+  States: Record<string, AslState>
+  [field: string]: unknown
+}
+
+export function loadDefinition(machine: MachineName): AslDefinition {
   return JSON.parse(readFileSync(join(root, 'statemachines', `${machine}.asl.json`), 'utf8'))
 }
 
@@ -128,12 +150,13 @@ async function invokeLikeLambda(
 
 async function localHandlers(
   machine: MachineName,
+  definition: AslDefinition,
   native: Record<string, TaskHandler>,
   timeouts: Record<string, number>,
 ): Promise<Record<string, TaskHandler>> {
   const settings = deployed.functions()
   const handlers: Record<string, TaskHandler> = {}
-  for (const [name, state] of taskStates(loadDefinition(machine).States)) {
+  for (const [name, state] of taskStates(definition.States)) {
     const key = functionKeyOf(state.Resource)
     if (key) {
       const module = (await import(join(root, 'functions', `${key}.ts`))) as {
@@ -157,21 +180,199 @@ async function localHandlers(
   return handlers
 }
 
+/**
+ * A Step Functions quota breach, with the error name AWS reports.
+ *
+ * AWS documents States.DataLimitExceeded as "a terminal error that can't be caught by the
+ * States.ALL error type" (Error handling in Step Functions, docs.aws.amazon.com/step-functions/
+ * latest/dg/concepts-error-handling.html); the history quota fails the execution outright
+ * (bp-history-limit.html). aws-local-stepfunctions skips every Retry and Catch for an error whose
+ * isRetryable/isCatchable are false (as for its own States.Runtime): it cannot tell States.ALL from
+ * a catcher naming the error, so neither catches here. That errs on the failing side: a run that
+ * passes locally never relies on catching a quota breach, which AWS does not promise to allow.
+ */
+class QuotaExceeded extends Error {
+  constructor(name: 'States.DataLimitExceeded' | 'States.Runtime', message: string) {
+    super(message)
+    this.name = name
+  }
+  get isRetryable(): boolean {
+    return false
+  }
+  get isCatchable(): boolean {
+    return false
+  }
+}
+
+/**
+ * History events AWS writes for each event the library logs (Standard workflow, as in
+ * GetExecutionHistory): a Lambda Task is TaskStateEntered, LambdaFunctionScheduled,
+ * LambdaFunctionStarted, LambdaFunctionSucceeded|Failed, TaskStateExited (each retry schedules and
+ * starts again); Map and Parallel add MapStateStarted|ParallelStateStarted and
+ * …Succeeded|Failed; each inline Map iteration adds MapIterationStarted and
+ * MapIterationSucceeded|Failed; Parallel branches add none; a Fail state only FailStateEntered.
+ * So an inline Map over N items running one Task costs 4 + 7·N. Approximate: a caught Task counts
+ * one event too many, and the MapIterationAborted events of a Map already failing are left out.
+ */
+function historyEventsOf(event: EventLog): number {
+  const type = 'state' in event ? event.state.type : undefined
+  const startsWork = type === 'Task' || type === 'Map' || type === 'Parallel'
+  switch (event.type) {
+    case 'StateEntered':
+      return type === 'Task' ? 3 : startsWork ? 2 : 1
+    case 'StateExited':
+      return startsWork ? 2 : 1
+    case 'StateRetried':
+      return type === 'Task' ? 2 : 1
+    case 'StateFailed':
+      return type === 'Fail' ? 0 : 1
+    case 'StateCaught':
+    case 'ParallelBranchStarted':
+    case 'ParallelBranchSucceeded':
+    case 'ParallelBranchFailed':
+      return 0
+    default:
+      return 1
+  }
+}
+
+const TERMINAL = new Set<EventLog['type']>([
+  'ExecutionSucceeded',
+  'ExecutionFailed',
+  'ExecutionAborted',
+  'ExecutionTimeout',
+])
+
+const bytes = (n: number) => n.toLocaleString('en-US')
+
+/**
+ * Enforces the payload and history quotas of one execution. Task inputs and results are checked
+ * in the Task's own call, so the state fails exactly as on AWS; everything else (state inputs and
+ * outputs after ResultSelector/ResultPath/OutputPath, Map iterations, Parallel branches, the
+ * history count) is only visible in the event log, which the library emits asynchronously: a
+ * breach seen there aborts the execution, and every Task first lets the log catch up, so no Task
+ * runs after a breach it would not have outlived on AWS.
+ */
+class Quotas {
+  breach: QuotaExceeded | undefined
+  private events = 0
+
+  constructor(
+    private readonly payloadLimit: number,
+    private readonly historyLimit: number,
+    private readonly onBreach: () => void,
+  ) {}
+
+  private record(error: QuotaExceeded, abort: boolean): QuotaExceeded {
+    if (!this.breach) {
+      this.breach = error
+      if (abort) this.onBreach()
+    }
+    return this.breach
+  }
+
+  private oversize(what: string, value: unknown): QuotaExceeded | undefined {
+    const size = Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8')
+    if (size <= this.payloadLimit) return undefined
+    const limit =
+      this.payloadLimit === PAYLOAD_LIMIT_BYTES
+        ? `Step Functions' ${bytes(PAYLOAD_LIMIT_BYTES)}-byte limit`
+        : `the ${bytes(this.payloadLimit)}-byte limit (payloadLimitBytes)`
+    return new QuotaExceeded('States.DataLimitExceeded', `${what} is ${bytes(size)} bytes, over ${limit}`)
+  }
+
+  /** In a Task's call: throws, failing the state, when the payload is over the limit. */
+  check(what: string, value: unknown): void {
+    const error = this.oversize(what, value)
+    if (error) throw this.record(error, false)
+  }
+
+  /** In a Task's call, before it runs: throws the breach the event log has seen, if any. */
+  async gate(): Promise<void> {
+    // The log's consumer runs on microtasks; one macrotask turn lets it see every event so far.
+    await new Promise((resolve) => setImmediate(resolve))
+    if (this.breach) throw this.breach
+  }
+
+  /** Each event of the log, in order. */
+  observe(event: EventLog): void {
+    if (this.breach) return
+    const error = this.payloadOf(event) ?? this.historyOf(event)
+    if (error) this.record(error, true)
+  }
+
+  private payloadOf(event: EventLog): QuotaExceeded | undefined {
+    // Iteration and branch events carry their sub-execution's input or output.
+    const io = event as { input?: unknown; output?: unknown }
+    switch (event.type) {
+      case 'ExecutionStarted':
+        return this.oversize('execution input', event.input)
+      case 'ExecutionSucceeded':
+        return this.oversize('execution output', event.output)
+      case 'StateEntered':
+        return this.oversize(`state ${event.state.name}: input`, event.state.input)
+      case 'StateExited':
+        return this.oversize(`state ${event.state.name}: output`, event.state.output)
+      case 'MapIterationStarted':
+        return this.oversize(`state ${event.parentState.name}: iteration ${event.index} input`, io.input)
+      case 'MapIterationSucceeded':
+        return this.oversize(`state ${event.parentState.name}: iteration ${event.index} output`, io.output)
+      case 'ParallelBranchStarted':
+        return this.oversize(`state ${event.parentState.name}: branch input`, io.input)
+      case 'ParallelBranchSucceeded':
+        return this.oversize(`state ${event.parentState.name}: branch output`, io.output)
+      default:
+        return undefined
+    }
+  }
+
+  private historyOf(event: EventLog): QuotaExceeded | undefined {
+    this.events += historyEventsOf(event)
+    // AWS: "If the event number 25,000 is ExecutionSucceeded, the execution finishes successfully";
+    // any other event there fails it.
+    if (TERMINAL.has(event.type) || this.events < this.historyLimit) return undefined
+    const where =
+      'state' in event
+        ? `state ${event.state.name}`
+        : 'parentState' in event
+          ? `state ${event.parentState.name}${'index' in event ? ` (iteration ${event.index})` : ''}`
+          : 'the execution'
+    return new QuotaExceeded(
+      'States.Runtime',
+      `The execution reached the maximum number of history events (${this.historyLimit}). Counted locally, reached in ${where}.`,
+    )
+  }
+}
+
 /** Runs a state machine locally to its end; throws LocalExecutionFailed with its Error and Cause. */
 export async function runStateMachine(
   machine: MachineName,
   input: Record<string, unknown>,
   options: LocalRunOptions = {},
 ): Promise<LocalRunResult> {
-  const definition = loadDefinition(machine)
-  const handlers = await localHandlers(machine, options.nativeHandlers ?? {}, options.functionTimeouts ?? {})
-  if (options.beforeTask) {
-    const before = options.beforeTask
-    for (const [name, run] of Object.entries(handlers)) {
-      handlers[name] = async (input) => {
-        await before(name, input)
-        return run(input)
-      }
+  const definition = options.definition ?? loadDefinition(machine)
+  const handlers = await localHandlers(
+    machine,
+    definition,
+    options.nativeHandlers ?? {},
+    options.functionTimeouts ?? {},
+  )
+  let abortForQuota = () => {}
+  const quotas = new Quotas(
+    options.payloadLimitBytes ?? PAYLOAD_LIMIT_BYTES,
+    options.historyEventLimit ?? HISTORY_EVENT_LIMIT,
+    () => abortForQuota(),
+  )
+  const before = options.beforeTask
+  for (const [name, run] of Object.entries(handlers)) {
+    handlers[name] = async (input) => {
+      await quotas.gate()
+      // What Step Functions schedules (after InputPath and Parameters), and what the task returns.
+      quotas.check(`state ${name}: task input`, input)
+      if (before) await before(name, input)
+      const result = await run(input)
+      quotas.check(`state ${name}: task result`, result)
+      return result
     }
   }
   const name = `${machine}-${new Date().toISOString().replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`
@@ -197,17 +398,36 @@ export async function runStateMachine(
       },
     },
   })
+  abortForQuota = () => execution.abort()
   options.signal?.addEventListener('abort', () => execution.abort(), { once: true })
   const events = (async () => {
-    if (!options.onEvent) return
-    for await (const event of execution.eventLogs) options.onEvent(event)
+    for await (const event of execution.eventLogs) {
+      quotas.observe(event)
+      const { breach } = quotas
+      // After a breach the execution ends as AWS ends it, whatever the library did next.
+      if (breach && TERMINAL.has(event.type)) {
+        options.onEvent?.({
+          type: 'ExecutionFailed',
+          timestamp: event.timestamp,
+          Error: breach.name,
+          Cause: breach.message,
+        })
+      } else {
+        options.onEvent?.(event)
+      }
+    }
   })()
+  const failed = (breach: QuotaExceeded) =>
+    new LocalExecutionFailed(breach.name, breach.message, executionArn)
   try {
     const output = await execution.result
     await events
+    if (quotas.breach) throw failed(quotas.breach)
     return { executionArn, output }
   } catch (error) {
+    if (error instanceof LocalExecutionFailed) throw error
     await events.catch(() => {})
+    if (quotas.breach) throw failed(quotas.breach)
     if (error instanceof ExecutionError) {
       const cause = error.cause as { name?: string; message?: string } | undefined
       throw new LocalExecutionFailed(

@@ -1,8 +1,7 @@
 /**
  * How a ClickHouse backup is cut into work: export items (a whole table, or a run of partitions
- * of a table bigger than the split size) and batches of items (one Map item each). Runs of
- * partitions keep an object near the split size however small each partition is; batches keep
- * the Map's length bounded however many items there are.
+ * of a table bigger than the split size), batched by `core/batches.ts`. Runs of partitions keep
+ * an object near the split size however small each partition is.
  */
 import type { ExportItem } from '#core/payloads.ts'
 
@@ -49,33 +48,4 @@ export function exportItemsFor(
     rows: r.reduce((sum, p) => sum + p.rows, 0),
     bytes: r.reduce((sum, p) => sum + p.bytes, 0),
   }))
-}
-
-/**
- * Consecutive items grouped into at most `maxBatches` batches of at least `minBatchBytes` each
- * (the last may be smaller), order kept. Empty input gives no batch.
- */
-export function batchItems<T extends { bytes: number }>(
-  items: T[],
-  opts: { maxBatches: number; minBatchBytes: number },
-): T[][] {
-  const total = items.reduce((sum, i) => sum + i.bytes, 0)
-  let target = Math.max(opts.minBatchBytes, Math.ceil(total / opts.maxBatches), 1)
-  for (;;) {
-    const batches: T[][] = []
-    let batch: T[] = []
-    let bytes = 0
-    for (const item of items) {
-      batch.push(item)
-      bytes += item.bytes
-      if (bytes >= target) {
-        batches.push(batch)
-        batch = []
-        bytes = 0
-      }
-    }
-    if (batch.length > 0) batches.push(batch)
-    if (batches.length <= opts.maxBatches) return batches
-    target = Math.ceil(target * 1.5)
-  }
 }

@@ -26,6 +26,7 @@ import type { ChdbConnection } from 'chdb/connection'
 import { stallLimitMs } from '#core/deadline.ts'
 import { ClickHouseError, ConfigError, StallError } from '#core/errors.ts'
 import {
+  type Capabilities,
   type ClickHouseConnection,
   clickHouseFailure,
   databaseFrom,
@@ -46,6 +47,7 @@ function mutex(): Queue {
 }
 
 const queues = new Map<string, Queue>()
+const probes = new Map<string, () => Promise<Capabilities>>()
 
 /**
  * The one queue of a chdb directory in this process, whichever connection asks: every statement
@@ -192,10 +194,16 @@ export async function connectChdb(url: string, parsed: URL): Promise<ClickHouseC
   >[0])
   const queue = engineQueue(path)
   // the probe's statements wait in the queue like any other
-  const capabilities = probeCapabilities(
-    { query: (params) => queue(() => client.query(params)) } as typeof client,
-    'chdb',
-  )
+  // probed once per directory and process: a connection opened while a long statement holds the
+  // engine (followed by a later invocation) must not wait behind it just to learn the version
+  let capabilities = probes.get(path)
+  if (!capabilities) {
+    capabilities = probeCapabilities(
+      { query: (params) => queue(() => client.query(params)) } as typeof client,
+      'chdb',
+    )
+    probes.set(path, capabilities)
+  }
   const where = `chdb ${path}`
   const connection: ClickHouseConnection = {
     kind: 'chdb',
@@ -212,6 +220,23 @@ export async function connectChdb(url: string, parsed: URL): Promise<ClickHouseC
       }
     },
     command: async (sql, params, settings, options) => {
+      if (options?.longRunning) {
+        // a session of its own, closed when the statement ends: it outlives this connection
+        // (closed at the end of the invocation that started it; the next one follows it)
+        const session = createChdbConnection({ path })
+        const own = createClient({
+          connection: session,
+          log: { level: ClickHouseLogLevel.OFF },
+        } as Parameters<typeof createClient>[0])
+        try {
+          await queue(() => own.command({ query: sql, query_params: params, clickhouse_settings: settings }))
+          return
+        } catch (error) {
+          throw clickHouseFailure(where, error)
+        } finally {
+          await session.close()
+        }
+      }
       try {
         await queue(() =>
           client.command({

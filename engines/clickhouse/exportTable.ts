@@ -8,7 +8,7 @@ import type { ClickHouseConnection } from './connection.ts'
 import { assertTableName } from './ddl.ts'
 import { storedColumns } from './describeDatabase.ts'
 import { nativeRowCounter } from './nativeRowCounter.ts'
-import { qualifiedName, quoteIdentifier } from './sql.ts'
+import { qualifiedName, quoteIdentifier, quoteString } from './sql.ts'
 
 /**
  * Streams one export item — a table, or a run of its partitions (`WHERE _partition_id …`, which
@@ -77,8 +77,8 @@ export function partitionFilter(partitions: string[], params: Record<string, unk
     params.partition = partitions[0]
     return '_partition_id = {partition:String}'
   }
-  params.partitions = partitions
-  return '_partition_id IN {partitions:Array(String)}'
+  // a tuple of quoted literals: 18.16 takes no array on the right of IN
+  return `_partition_id IN (${partitions.map(quoteString).join(', ')})`
 }
 
 /** A partition key we are willing to repeat in a query: a column, or one function of a column. */

@@ -2,7 +2,7 @@
 import { finished } from 'node:stream/promises'
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
 import { stallLimitMs } from '#core/deadline.ts'
-import { StallError } from '#core/errors.ts'
+import { isNetworkError, StallError, TransientError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import {
   type ClickHouseConnection,
@@ -21,6 +21,11 @@ function clickHouseFailure(what: string, error: unknown): Error {
     return new StallError(redact(`${what}: no answer for ${Math.round(stallLimitMs() / 1000)} s`), {
       cause: error,
     })
+  }
+  // a connection reset or refused on the way (a query, not only a stream) is retried like any network failure
+  if (isNetworkError(error) || isNetworkError((error as { cause?: unknown })?.cause)) {
+    const message = error instanceof Error ? error.message : String(error)
+    return new TransientError(redact(`${what}: ${message}`), { cause: error })
   }
   return namedFailure(what, error)
 }
@@ -43,6 +48,8 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
   // Statements that run for as long as a table takes (server-side exports and loads): no
   // request timeout; they are followed by query id (longStatement.ts) and bounded by the step.
   let longClient: ReturnType<typeof createClient> | undefined
+  let longInFlight = 0
+  let closed = false
   const long = () =>
     (longClient ??= createClient({
       url: `${parsed.protocol}//${parsed.host}`,
@@ -68,6 +75,7 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
       }
     },
     command: async (sql, params, settings, options) => {
+      if (options?.longRunning) longInFlight++
       try {
         await runText(capabilities, sql, params, (query, query_params) =>
           (options?.longRunning ? long() : client).command({
@@ -79,6 +87,8 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
         )
       } catch (error) {
         throw clickHouseFailure(where, error)
+      } finally {
+        if (options?.longRunning && --longInFlight === 0 && closed) void longClient?.close()
       }
     },
     exportNative: async (sql, params, signal) => {
@@ -115,7 +125,10 @@ export async function connectHttp(url: string, parsed: URL): Promise<ClickHouseC
       return Number(rows[0]?.n ?? 0) > 0
     },
     close: async () => {
-      await Promise.all([client.close(), longClient?.close()])
+      closed = true
+      // a statement still running keeps its client: closing it could end the statement with the
+      // invocation that started it (the next one follows it by query id)
+      await Promise.all([client.close(), longInFlight === 0 ? longClient?.close() : undefined])
     },
   }
   await connection.serverVersion().catch((error) => {

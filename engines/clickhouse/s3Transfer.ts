@@ -14,7 +14,9 @@
  * system.query_log and its own logs (see docs/DEPLOY.md).
  */
 import { randomUUID } from 'node:crypto'
-import { hashObject, objectExists } from '#catalog/objectStore.ts'
+import { backupStore } from '#catalog/backupStore.ts'
+import { hashObject, objectExists, s3Client } from '#catalog/objectStore.ts'
+import { loadSettings } from '#core/config.ts'
 import { ChecksumMismatchError, ClickHouseError, ConfigError } from '#core/errors.ts'
 import type { StoredObject } from '#core/manifest.ts'
 import type { ExportItem, RestoreItem } from '#core/payloads.ts'
@@ -173,17 +175,27 @@ export async function exportThroughS3(
 ): Promise<Step<StoredObject>> {
   const { item } = opts
   assertTableName(item.table)
-  const columns = await storedColumnTypes(conn, conn.database, item.table)
-  if (columns.length === 0) throw new ClickHouseError(`table ${conn.database}.${item.table} does not exist`)
   const what = `export of ${conn.database}.${item.table} (${item.part}) to ${opts.key}`
+  // a statement left running is followed before anything else: on an engine that runs one
+  // statement at a time (chdb), any other query would wait behind it
+  const columnsOf = async () => {
+    const columns = await storedColumnTypes(conn, conn.database, item.table)
+    if (columns.length === 0) throw new ClickHouseError(`table ${conn.database}.${item.table} does not exist`)
+    return columns
+  }
+  let columns: Column[] | undefined
   if (opts.queryId !== null || !(await objectExists(opts.bucket, opts.key))) {
-    const params: Record<string, unknown> = {}
-    const where = item.partitions === null ? '' : ` WHERE ${partitionFilter(item.partitions, params)}`
-    const sql = bindQueryParams(
-      `INSERT INTO FUNCTION ${s3Function(opts.target, opts.key, columns, 'zstd')} ` +
-        `SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${qualifiedName(conn.database, item.table)}${where}`,
-      params,
-    )
+    let sql = ''
+    if (opts.queryId === null) {
+      columns = await columnsOf()
+      const params: Record<string, unknown> = {}
+      const where = item.partitions === null ? '' : ` WHERE ${partitionFilter(item.partitions, params)}`
+      sql = bindQueryParams(
+        `INSERT INTO FUNCTION ${s3Function(opts.target, opts.key, columns, 'zstd')} ` +
+          `SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${qualifiedName(conn.database, item.table)}${where}`,
+        params,
+      )
+    }
     const queryId = opts.queryId ?? newQueryId()
     const followed = await followStatement(conn, {
       sql,
@@ -199,7 +211,11 @@ export async function exportThroughS3(
         `${what}: statement ${queryId} ended in an earlier invocation without writing the object (see the server's system.query_log)`,
       )
     }
+    // reading the object back takes time too: without enough left, the next invocation does it
+    // (it finds the statement gone and the object in place)
+    if (followed === 'finished' && Date.now() >= opts.untilMs) return { state: 'running', queryId }
   }
+  columns ??= await columnsOf()
   const [{ n } = { n: 0 }] = await conn
     .query<{ n: string | number }>(
       `SELECT count() AS n FROM ${s3Function(opts.target, opts.key, columns, 'zstd')}`,
@@ -287,4 +303,31 @@ export async function loadThroughS3(
     throw new ClickHouseError(`${what}: staging holds ${rows} rows of it, the manifest says ${item.rows}`)
   }
   return { state: 'done', result: { rows } }
+}
+
+/** Where and how the ClickHouse server reaches the backup bucket, from the settings. */
+export async function serverS3FromSettings(): Promise<ServerS3> {
+  const s = loadSettings()
+  const { bucket } = backupStore()
+  const parsed = parseAuthSetting(s.LSB_CLICKHOUSE_S3_AUTH)
+  let auth: S3Auth
+  if (parsed === 'function') {
+    // the function's own credentials (its role's, temporary on Lambda), as the SDK resolved them
+    const c = await s3Client().config.credentials()
+    auth = {
+      kind: 'keys',
+      accessKeyId: c.accessKeyId,
+      secretAccessKey: c.secretAccessKey,
+      sessionToken: c.sessionToken,
+    }
+  } else auth = parsed
+  return {
+    bucketUrl: bucketUrlFor({
+      bucket,
+      region: s.AWS_REGION,
+      endpoint: s.AWS_ENDPOINT_URL_S3,
+      bucketUrl: s.LSB_CLICKHOUSE_S3_BUCKET_URL,
+    }),
+    auth,
+  }
 }

@@ -1,8 +1,10 @@
 import { uploadStream } from '#catalog/objectStore.ts'
+import type { PgCompressionSetting } from '#core/config.ts'
 import { stallLimitMs } from '#core/deadline.ts'
-import { ConfigError, PgDumpError } from '#core/errors.ts'
+import { PgDumpError } from '#core/errors.ts'
 import { redact } from '#core/redact.ts'
 import { APPLICATION_NAME, inspectPostgres } from './connectPostgres.ts'
+import { compressArgument, describeCompression, resolvePgCompression } from './pgCompression.ts'
 import { assertDumpToolCompatible, pgToolVersion, spawnPgTool, toolEnv } from './pgTool.ts'
 import { parsePostgresUrl, toolConnectionArgs } from './postgresUrl.ts'
 import { progressMeter } from './progressMeter.ts'
@@ -11,8 +13,8 @@ export interface DumpOptions {
   url: string
   bucket: string
   key: string
-  /** gzip level of pg_dump's custom format, 0–9. */
-  compressLevel: number
+  /** `auto` (zstd:1 with pg_dump ≥ 16, else gzip:1) or a method and level (core/config.ts pgDumpCompression). */
+  compression: PgCompressionSetting
   binDir?: string
   /** Fired before the Lambda timeout: kills pg_dump and aborts the upload. */
   signal?: AbortSignal
@@ -26,6 +28,8 @@ export interface DumpResult {
   serverVersion: string
   dumpToolVersion: string
   database: string
+  /** What pg_dump compressed with: `zstd:1`, `gzip:6`, `none`. */
+  compression: string
 }
 
 /** Every custom-format archive starts with these bytes; anything else is not a dump, whatever the exit code. */
@@ -34,25 +38,23 @@ const ARCHIVE_MAGIC = Buffer.from('PGDMP')
 const OUTPUT_GONE = /could not write to output file/
 
 /**
- * Preflight (versions), then `pg_dump --format=custom --compress=<level> --no-password` streamed through
+ * Preflight (versions, compression), then `pg_dump --format=custom --compress=… --no-password` streamed through
  * uploadStream() into s3://bucket/key while hashing. Nothing is staged on disk or in memory beyond the
  * multipart queue. A non-zero exit, a signal, an error line on stderr or the abort `signal` aborts the
  * multipart upload and throws PgDumpError with pg_dump's (redacted) stderr: no object is left at the key.
  */
 export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult> {
-  const { url, bucket, key, compressLevel, binDir, signal, onProgress } = options
-  if (!Number.isInteger(compressLevel) || compressLevel < 0 || compressLevel > 9) {
-    throw new ConfigError(`pg_dump compress level must be an integer 0–9, got ${compressLevel}`)
-  }
+  const { url, bucket, key, binDir, signal, onProgress } = options
   const target = parsePostgresUrl(url)
   const destination = `s3://${bucket}/${key}`
   const [server, tool] = await Promise.all([inspectPostgres(url), pgToolVersion('pg_dump', binDir)])
   assertDumpToolCompatible(tool, server)
+  const compression = await resolvePgCompression(options.compression, tool)
   if (signal?.aborted) throw new PgDumpError(`pg_dump of ${target.location} aborted before it started`)
 
   const args = [
     '--format=custom',
-    `--compress=${compressLevel}`,
+    compressArgument(compression, tool),
     '--no-password',
     // a table locked by someone else fails the dump after the stall limit instead of waiting for good
     `--lock-wait-timeout=${stallLimitMs()}`,
@@ -94,6 +96,7 @@ export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult
       serverVersion: server.serverVersion,
       dumpToolVersion: tool.version,
       database: target.database,
+      compression: describeCompression(compression),
     }
   } catch (error) {
     // Still running: whatever it exits with now is our stop's doing (pg_dump answers SIGTERM with

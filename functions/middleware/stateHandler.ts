@@ -8,6 +8,8 @@ import { redact } from '#core/redact.ts'
 export interface StateContext {
   /** Fires shortly before the Lambda timeout (and on a local abort): stop children, abort uploads. */
   signal: AbortSignal
+  /** When `signal` fires (epoch ms): work that can stop early and be continued returns before it. */
+  deadlineMs: number
 }
 
 /** A middleware of a state's handler; it may add to the Lambda context what `run` receives. */
@@ -80,6 +82,10 @@ export function stateHandler<S extends z.ZodType, Out, Extra extends object = ob
   for (const middleware of middlewares)
     handler.use(middleware as middy.MiddlewareObj<unknown, Out, Error, Context>)
   return handler.handler(async (event, context, { signal }) =>
-    run(event as z.output<S>, { ...(context as unknown as Extra), signal }),
+    run(event as z.output<S>, {
+      ...(context as unknown as Extra),
+      signal,
+      deadlineMs: Date.now() + context.getRemainingTimeInMillis() - 10_000,
+    }),
   )
 }

@@ -501,18 +501,32 @@ describe('Function: serverless.yml IAM', () => {
     ]
     // Assess
     expect(s3Grants('snapshotPostgres')).toEqual([put('postgres/*')])
-    expect(s3Grants('exportTable')).toEqual([put('clickhouse/*')])
+    expect(s3Grants('exportBatch')).toEqual([put('clickhouse/*'), ...read])
+    expect(s3Grants('listClickHouseTables')).toEqual([
+      {
+        actions: ['s3:PutObject'],
+        resources: [{ 'Fn::Sub': '${BackupBucket.Arn}/langsight-backups/clickhouse/*/plan/*' }],
+        condition: undefined,
+      },
+    ])
     expect(s3Grants('commitManifest')).toEqual([
       {
         actions: ['s3:PutObject'],
         resources: [{ 'Fn::Sub': '${BackupBucket.Arn}/langsight-backups/*/*/manifest.json' }],
         condition: undefined,
       },
+      ...read,
     ])
-    for (const reader of ['verifyObject', 'resolveBackup', 'restorePostgres', 'restoreClickHouseObject']) {
+    for (const reader of [
+      'verifyObject',
+      'verifyBackupBatch',
+      'resolveBackup',
+      'restorePostgres',
+      'loadClickHouseBatch',
+    ]) {
       expect(s3Grants(reader), reader).toEqual(read)
     }
-    for (const none of ['planBackup', 'listClickHouseTables', 'notify', 'migrateToHead']) {
+    for (const none of ['planBackup', 'notify', 'migrateToHead']) {
       expect(s3Grants(none), none).toEqual([])
     }
   })
@@ -589,7 +603,7 @@ describe('Function: serverless.yml functions', () => {
         Object.keys(env).filter((k) => /^LSB_(POSTGRES|CLICKHOUSE)_URL$|^LSB_SLACK_WEBHOOK_URL$/.test(k)),
       ).toEqual([])
     }
-    for (const long of ['snapshotPostgres', 'exportTable', 'restorePostgres', 'restoreClickHouseObject']) {
+    for (const long of ['snapshotPostgres', 'exportBatch', 'restorePostgres', 'loadClickHouseBatch']) {
       expect(fns.get(long)!.resource.Properties.Timeout, long).toBe(900)
     }
   })

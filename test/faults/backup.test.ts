@@ -12,10 +12,12 @@
  * Every run has a wall-time bound: the proof that the fault did not turn into a hang, never a
  * performance figure.
  */
+
 import { randomUUID } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { backupStore } from '#catalog/backupStore.ts'
 import type { LocalRunOptions } from '#cli/local/runStateMachine.ts'
 import { backupIdFor, type Engine } from '#core/backupKeys.ts'
 import type { Manifest } from '#core/manifest.ts'
@@ -110,7 +112,7 @@ beforeAll(async () => {
       ...FAST,
       beforeTask: (state) => {
         if (state === 'SnapshotPostgres') before = pgProxy.connections().total
-        if (state === 'ListClickHouseTables') pgConnectionsPerAttempt = pgProxy.connections().total - before
+        if (state === 'VerifyPostgresDump') pgConnectionsPerAttempt = pgProxy.connections().total - before
       },
     },
     30_000,
@@ -176,11 +178,11 @@ function faultPerAttempt(
   proxy: FaultProxy,
   state: string,
   faults: Fault[],
-  which: (input: unknown) => boolean = () => true,
+  which: (input: unknown) => boolean | Promise<boolean> = () => true,
 ) {
   let attempt = 0
-  return (name: string, input: unknown) => {
-    if (name !== state || !which(input)) return
+  return async (name: string, input: unknown) => {
+    if (name !== state || !(await which(input))) return
     proxy.setFault(faults[attempt++] ?? { kind: 'pass' })
   }
 }
@@ -199,8 +201,12 @@ function pgDumpsThrough(proxy: FaultProxy): string[] {
     })
 }
 
-/** The ExportTable item of the biggest table: the one whose stream is long enough to cut mid-way. */
-const spansItem = (input: unknown) => (input as { item: { table: string } }).item.table === 'tool_call_spans'
+/** The ExportBatch holding the biggest table: the one whose stream is long enough to cut mid-way. */
+const spansItem = async (input: unknown) => {
+  const { backupId, batch } = input as { backupId: string; batch: number }
+  const plan = await backupStore().readPlan(backupId)
+  return plan.batches[batch]!.some((item) => item.table === 'tool_call_spans')
+}
 
 /** It succeeded, and every object of every committed manifest re-hashes to its recorded sha256. */
 async function expectVerifiedSuccess(record: RunRecord, prefix: string, engines: Engine[]) {
@@ -299,15 +305,15 @@ describe('Backup faults: ClickHouse 18.16 over HTTP (through a TCP proxy)', () =
         ...FAST,
         beforeTask: faultPerAttempt(
           chProxy,
-          'ExportTable',
+          'ExportBatch',
           [{ kind: 'cut', afterBytes: MID_EXPORT }],
           spansItem,
         ),
       },
       30_000,
     )
-    expect(record.attemptFailures).toEqual(['ExportTable: TransientError'])
-    expect(record.retried).toEqual(['ExportTable'])
+    expect(record.attemptFailures).toEqual(['ExportBatch: TransientError'])
+    expect(record.retried).toEqual(['ExportBatch'])
     await expectVerifiedSuccess(record, prefix, ['clickhouse'])
   })
 
@@ -321,15 +327,15 @@ describe('Backup faults: ClickHouse 18.16 over HTTP (through a TCP proxy)', () =
         ...FAST,
         beforeTask: faultPerAttempt(
           chProxy,
-          'ExportTable',
+          'ExportBatch',
           [{ kind: 'stall', afterBytes: MID_EXPORT }],
           spansItem,
         ),
       },
       STALL_SECONDS * 1000 + 20_000,
     )
-    expect(record.attemptFailures).toEqual(['ExportTable: StallError'])
-    expect(record.retried).toEqual(['ExportTable'])
+    expect(record.attemptFailures).toEqual(['ExportBatch: StallError'])
+    expect(record.retried).toEqual(['ExportBatch'])
     await expectVerifiedSuccess(record, prefix, ['clickhouse'])
   })
 
@@ -341,10 +347,10 @@ describe('Backup faults: ClickHouse 18.16 over HTTP (through a TCP proxy)', () =
     const record = await runRecorded(
       'backup',
       { engines: ['clickhouse'] },
-      { ...FAST, beforeTask: faultPerAttempt(chProxy, 'ExportTable', Array(ATTEMPTS).fill(cut), spansItem) },
+      { ...FAST, beforeTask: faultPerAttempt(chProxy, 'ExportBatch', Array(ATTEMPTS).fill(cut), spansItem) },
       30_000,
     )
-    expect(record.attemptFailures).toEqual(Array(ATTEMPTS).fill('ExportTable: TransientError'))
+    expect(record.attemptFailures).toEqual(Array(ATTEMPTS).fill('ExportBatch: TransientError'))
     await expectCleanFailure(record, {
       prefix,
       planted,
@@ -390,7 +396,7 @@ describe('Backup faults: S3 errors (500, 503, SlowDown) through an HTTP proxy', 
     await expectVerifiedSuccess(record, prefix, ['postgres'])
   })
 
-  it('SlowDown, then 500 past the SDK attempts, on the verify read (Checksum): retried, the backup commits', async () => {
+  it('SlowDown, then 500 past the SDK attempts, on the verify read (VerifyPostgresDump): retried, the backup commits', async () => {
     const s3 = await s3Faults()
     const prefix = uniquePrefix('s3-get')
     configure(prefix, { AWS_ENDPOINT_URL_S3: s3.endpoint })
@@ -404,7 +410,7 @@ describe('Backup faults: S3 errors (500, 503, SlowDown) through an HTTP proxy', 
     })
     const record = await runRecorded('backup', { engines: ['postgres'] }, FAST, 30_000)
     expect(s3.injected()).toHaveLength(6)
-    expect(record.attemptFailures).toEqual(['VerifyObject: TransientError'])
+    expect(record.attemptFailures).toEqual(['VerifyPostgresDump: TransientError'])
     await expectVerifiedSuccess(record, prefix, ['postgres'])
   })
 
@@ -424,7 +430,7 @@ describe('Backup faults: S3 errors (500, 503, SlowDown) through an HTTP proxy', 
     })
   })
 
-  it('503 on every verify read: fails cleanly at Checksum after the ASL retries', async () => {
+  it('503 on every verify read: fails cleanly at VerifyPostgresDump after the ASL retries', async () => {
     const s3 = await s3Faults()
     const prefix = uniquePrefix('s3-get-all')
     configure(prefix, { AWS_ENDPOINT_URL_S3: s3.endpoint })
@@ -437,11 +443,11 @@ describe('Backup faults: S3 errors (500, 503, SlowDown) through an HTTP proxy', 
       times: 10_000,
     })
     const record = await runRecorded('backup', { engines: ['postgres'] }, FAST, 45_000)
-    expect(record.attemptFailures).toEqual(Array(ATTEMPTS).fill('VerifyObject: TransientError'))
+    expect(record.attemptFailures).toEqual(Array(ATTEMPTS).fill('VerifyPostgresDump: TransientError'))
     await expectCleanFailure(record, {
       prefix,
       planted,
-      failedState: 'Checksum',
+      failedState: 'VerifyPostgresDump',
       error: /^TransientError: ServiceUnavailable/,
     })
   })
@@ -537,7 +543,7 @@ describe.concurrent('Backup faults: permanent stalls, the CLI killed, started tw
           ...FAST,
           beforeTask: faultPerAttempt(
             chProxy,
-            'ExportTable',
+            'ExportBatch',
             [midExport, noAnswer, midExport, noAnswer],
             spansItem,
           ),
@@ -548,7 +554,7 @@ describe.concurrent('Backup faults: permanent stalls, the CLI killed, started tw
     pgProxy.setFault({ kind: 'pass' })
     expect(pgRun.attemptFailures).toEqual(Array(ATTEMPTS).fill('SnapshotPostgres: StallError'))
     expect(`${pgRun.error}: ${pgRun.cause}`).toMatch(/^StallError: upload to s3:\/\/.* no progress for 5 s/)
-    expect(chRun.attemptFailures).toEqual(Array(ATTEMPTS).fill('ExportTable: StallError'))
+    expect(chRun.attemptFailures).toEqual(Array(ATTEMPTS).fill('ExportBatch: StallError'))
     expect(`${chRun.error}: ${chRun.cause}`).toMatch(/^StallError: .*no answer for 5 s/)
     expect(await manifestKeysUnder(bucket, prefix)).toEqual(planted)
     expect(slack.messages).toHaveLength(2)
@@ -583,10 +589,16 @@ describe.concurrent('Backup faults: permanent stalls, the CLI killed, started tw
     )
     // the default stall limit (120 s): nothing but the kill ends these runs
     const env = cliEnv(prefix, { LSB_POSTGRES_URL: pgKill.url, LSB_CLICKHOUSE_URL: chKill.url })
-    const killWhen = async (what: string, ready: (stderr: string) => boolean) => {
+    const killWhen = async (what: string, ready: (stderr: string) => boolean | Promise<boolean>) => {
       const run = startCli(['backup', '--local', '--json'], env)
       try {
-        await waitFor(() => ready(run.stderr()) || run.child.exitCode !== null, 60_000, what)
+        await waitFor(
+          async () => (await ready(run.stderr())) || run.child.exitCode !== null,
+          60_000,
+          what,
+        ).catch((e: Error) => {
+          throw new Error(`${e.message}; stderr so far:\n${run.stderr()}`)
+        })
         expect(run.child.exitCode, run.stderr()).toBeNull()
         run.child.kill('SIGKILL')
         expect(await within(run.exited, 5_000, `${what}: exit after SIGKILL`)).toEqual({
@@ -604,9 +616,17 @@ describe.concurrent('Backup faults: permanent stalls, the CLI killed, started tw
       (stderr) => stderr.includes('→ SnapshotPostgres') && pgKill.proxy.bytes().downstream >= MID_DUMP,
     )
     pgKill.proxy.setFault({ kind: 'pass' }) // the orphaned pg_dump resumes, and dies writing to nobody
-    // 2. the spans export stalled: killed in ExportTables once another table is stored
-    chKill.proxy.setFault({ kind: 'stall', afterBytes: 256 << 10 })
-    await killWhen('ExportTables', (stderr) => /ExportTables: [1-9]\d* item\(s\) done/.test(stderr))
+    // 2. the spans export stalled: killed in ExportTables once another table is stored (a batch's
+    // connection carries several tables: the stall comes after the small ones)
+    chKill.proxy.setFault({ kind: 'stall', afterBytes: 1 << 20 })
+    await killWhen('ExportTables', async () => {
+      // the engines run side by side: killed once the dump is stored and a table is too
+      const keys = await keysUnder(bucket, prefix)
+      return (
+        keys.some((k) => k.endsWith('/postgres.dump')) &&
+        keys.some((k) => k.includes('/clickhouse/') && k.endsWith('.native.gz'))
+      )
+    })
     chKill.proxy.setFault({ kind: 'pass' })
     const leftBehind = await keysUnder(bucket, prefix)
     expect(leftBehind.some((k) => k.endsWith('/postgres.dump'))).toBe(true)
@@ -626,7 +646,9 @@ describe.concurrent('Backup faults: permanent stalls, the CLI killed, started tw
     const complete = listed.filter((b) => b.complete).map((b) => `${b.engine} ${b.backupId}`)
     expect(complete.sort()).toEqual([`clickhouse ${ids.clickhouse}`, `postgres ${ids.postgres}`])
     const incomplete = listed.filter((b) => !b.complete)
-    expect(incomplete.map((b) => b.engine).sort()).toEqual(['clickhouse', 'postgres'])
+    // the first kill left ClickHouse's plan (its branch ran beside pg_dump) and no dump (an
+    // unfinished multipart upload is no object); the second a dump and table objects
+    expect(incomplete.map((b) => b.engine).sort()).toEqual(['clickhouse', 'clickhouse', 'postgres'])
     for (const b of incomplete) expect(leftBehind.some((k) => k.includes(`/${b.backupId}/`))).toBe(true)
   })
 

@@ -17,7 +17,9 @@ import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
+import { backupStore } from '#catalog/backupStore.ts'
 import { type EventLog, runStateMachine } from '#cli/local/runStateMachine.ts'
+import { loadSettings } from '#core/config.ts'
 import {
   clickhouseContentHash,
   postgresContentHash,
@@ -26,6 +28,7 @@ import {
 } from '#devtools/sampleData.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
+import { restoreBatches } from '#engines/clickhouse/restore/plan.ts'
 import {
   clickhouseServerUrl,
   createPostgresDatabase,
@@ -47,7 +50,7 @@ const functionTimeouts = {
   resolveBackup: 30,
   verifyObject: 30,
   prepareClickHouseRestore: 30,
-  restoreClickHouseObject: 40,
+  loadClickHouseBatch: 40,
   restorePostgres: 40,
   commitClickHouseRestore: 30,
   migrateToHead: 30,
@@ -258,16 +261,24 @@ async function restore(
  * beforeTask hook: `apply` the first time `state` runs (for inputs `match` accepts), and back to
  * pass for every proxy and injector when it runs again (its retry).
  */
-function onFirst(state: string, apply: () => void, match: (input: unknown) => boolean = () => true) {
+function onFirst(
+  state: string,
+  apply: () => void,
+  match: (input: unknown) => boolean | Promise<boolean> = () => true,
+) {
   let calls = 0
-  return (name: string, input: unknown) => {
-    if (name !== state || !match(input)) return
+  return async (name: string, input: unknown) => {
+    if (name !== state || !(await match(input))) return
     if (++calls === 1) apply()
     else for (const proxy of [pgProxy, chProxy, s3Tcp, slackProxy]) proxy.setFault(PASS)
   }
 }
-const itemOf = (table: string) => (input: unknown) =>
-  (input as { item: { table: string } }).item.table === table
+/** Whether a LoadClickHouseBatch input is the batch that holds `table`. */
+const itemOf = (table: string) => async (input: unknown) => {
+  const { backupId, batch } = input as { backupId: string; batch: number }
+  const manifest = await backupStore().readManifest('clickhouse', backupId)
+  return restoreBatches(manifest, loadSettings())[batch]!.some((item) => item.table === table)
+}
 
 /**
  * An HTTP proxy before ClickHouse that answers the n-th statement matching a pattern with a
@@ -475,13 +486,13 @@ describe('Restore under faults: ClickHouse 18.16 over HTTP (RestoreClickHouse in
     await wreck()
     const run = await restore({
       beforeTask: onFirst(
-        'RestoreClickHouseObject',
+        'LoadClickHouseBatch',
         () => chProxy.setFault({ kind: 'cut', direction: 'upstream', afterBytes: 100_000 }),
         itemOf('tool_call_spans'),
       ),
     })
     expect(run.error).toBeUndefined()
-    expect(run.failures).toEqual(['RestoreClickHouseObject TransientError'])
+    expect(run.failures).toEqual(['LoadClickHouseBatch TransientError'])
     await expectRestored()
     expect(run.ms).toBeLessThan(30_000)
   })
@@ -491,8 +502,8 @@ describe('Restore under faults: ClickHouse 18.16 over HTTP (RestoreClickHouse in
     await wreck()
     let calls = 0
     const run = await restore({
-      beforeTask: (state, input) => {
-        if (state !== 'RestoreClickHouseObject' || !itemOf('tool_call_spans')(input)) return
+      beforeTask: async (state, input) => {
+        if (state !== 'LoadClickHouseBatch' || !(await itemOf('tool_call_spans')(input))) return
         if (++calls === 1) chProxy.setFault({ kind: 'stall', direction: 'upstream', afterBytes: 100_000 })
         // the network drops the stalled connection; new ones pass
         else
@@ -505,7 +516,7 @@ describe('Restore under faults: ClickHouse 18.16 over HTTP (RestoreClickHouse in
       },
     })
     expect(run.error).toBeUndefined()
-    expect(run.failures).toEqual(['RestoreClickHouseObject StallError'])
+    expect(run.failures).toEqual(['LoadClickHouseBatch StallError'])
     await expectRestored()
     expect(run.ms).toBeGreaterThan(STALL_SECONDS * 1000)
     expect(run.ms).toBeLessThan((STALL_SECONDS + 15) * 1000)
@@ -514,12 +525,24 @@ describe('Restore under faults: ClickHouse 18.16 over HTTP (RestoreClickHouse in
   it('the stalled insert delivered late, after its retry loaded the table: caught before Postgres is swapped, both databases as they were', async () => {
     configure()
     const before = await wreck()
-    const staged = `SELECT count() AS c FROM \`${chDatabase}__lsb_restore\`.tool_call_spans`
-    const spans = Number(backedUp.clickhouse.tool_call_spans!.split(':')[0])
+    // a batch's connection carries several inserts: the stalled one is whichever crosses the
+    // 100 kB mark, so every staging table is watched for rows beyond the backup's
+    const expected = Object.fromEntries(
+      Object.entries(backedUp.clickhouse).map(([table, hash]) => [table, Number(hash.split(':')[0])]),
+    )
+    const overfull = async () => {
+      for (const [table, rows] of Object.entries(expected)) {
+        const [row] = await ch
+          .query<{ c: string }>(`SELECT count() AS c FROM \`${chDatabase}__lsb_restore\`.\`${table}\``)
+          .catch(() => [])
+        if (Number(row?.c ?? 0) > rows) return true
+      }
+      return undefined
+    }
     let calls = 0
     const run = await restore({
       beforeTask: async (state, input) => {
-        if (state === 'RestoreClickHouseObject' && itemOf('tool_call_spans')(input)) {
+        if (state === 'LoadClickHouseBatch' && (await itemOf('tool_call_spans')(input))) {
           if (++calls === 1) chProxy.setFault({ kind: 'stall', direction: 'upstream', afterBytes: 100_000 })
           // the abandoned connection stays stalled; the retry's new ones pass
           else
@@ -533,20 +556,13 @@ describe('Restore under faults: ClickHouse 18.16 over HTTP (RestoreClickHouse in
         if (state === 'CheckClickHouseStaging') {
           // the network heals: the abandoned INSERT's bytes reach the server and it completes
           chProxy.setFault(PASS)
-          await waitUntil(
-            async () => (Number((await ch.query<{ c: string }>(staged))[0]?.c) > spans ? true : undefined),
-            10_000,
-            'the late insert',
-          )
+          await waitUntil(overfull, 10_000, 'the late insert')
         }
       },
     })
     expect(run.ok).toBe(false)
-    expect(run.failures).toEqual([
-      'RestoreClickHouseObject StallError',
-      'CheckClickHouseStaging ClickHouseError',
-    ])
-    expect(run.error?.message).toMatch(/table tool_call_spans: staging holds \d+ rows, the backup \d+/)
+    expect(run.failures).toEqual(['LoadClickHouseBatch StallError', 'CheckClickHouseStaging ClickHouseError'])
+    expect(run.error?.message).toMatch(/table \w+: staging holds \d+ rows, the backup \d+/)
     expect(run.entered).not.toContain('RestorePostgres')
     expect(await fingerprint()).toEqual(before)
     expectOneFailureMessage('CheckClickHouseStaging', run.error)
@@ -567,7 +583,7 @@ describe('Restore under faults: S3 (500 / 503 / SlowDown, and a cut mid-object)'
     await wreck()
     const before = s3Http.injected().length
     const run = await restore({
-      beforeTask: onFirst('VerifyObject', () => {
+      beforeTask: onFirst('VerifyBatch', () => {
         s3Http.inject({ ...dataGet(), status: 500, code: 'InternalError', times: 1 })
         s3Http.inject({ ...dataGet(), status: 503, code: 'SlowDown', times: 1 })
         s3Http.inject({ ...dataGet(), status: 503, code: 'ServiceUnavailable', times: 1 })
@@ -585,14 +601,14 @@ describe('Restore under faults: S3 (500 / 503 / SlowDown, and a cut mid-object)'
     const injected = s3Http.injected().length
     // 4 attempts of the state (1 + 3 retries) × 5 attempts of the S3 client: every read of the first object
     const run = await restore({
-      beforeTask: onFirst('VerifyObject', () =>
+      beforeTask: onFirst('VerifyBatch', () =>
         s3Http.inject({ ...dataGet(), status: 500, code: 'InternalError', times: 20 }),
       ),
     })
     expect(run.ok).toBe(false)
     expect(s3Http.injected().length - injected).toBe(20)
-    expect(run.failures.filter((f) => f.startsWith('VerifyObject '))).toEqual(
-      Array(4).fill('VerifyObject TransientError'),
+    expect(run.failures.filter((f) => f.startsWith('VerifyBatch '))).toEqual(
+      Array(4).fill('VerifyBatch TransientError'),
     )
     expect(run.entered).not.toContain('PrepareClickHouse')
     expect(await fingerprint()).toEqual(before)
@@ -610,8 +626,8 @@ describe('Restore under faults: S3 (500 / 503 / SlowDown, and a cut mid-object)'
     const spansKey = `/${prefix}/clickhouse/${backupIds.clickhouse}/data/tool_call_spans/`
     const dumpKey = `/${prefix}/postgres/${backupIds.postgres}/postgres.dump`
     const run = await restore({
-      beforeTask: (state, input) => {
-        if (state === 'RestoreClickHouseObject' && itemOf('tool_call_spans')(input)) {
+      beforeTask: async (state, input) => {
+        if (state === 'LoadClickHouseBatch' && (await itemOf('tool_call_spans')(input))) {
           s3Http.inject({ ...dataGet(spansKey), status: 503, code: 'SlowDown', times: 1 })
           s3Http.inject({ ...dataGet(spansKey), status: 500, code: 'InternalError', times: 1 })
         }
@@ -634,13 +650,13 @@ describe('Restore under faults: S3 (500 / 503 / SlowDown, and a cut mid-object)'
     await wreck()
     const run = await restore({
       beforeTask: onFirst(
-        'RestoreClickHouseObject',
+        'LoadClickHouseBatch',
         () => s3Tcp.setFault({ kind: 'cut', direction: 'downstream', afterBytes: 60_000 }),
         itemOf('tool_call_spans'),
       ),
     })
     expect(run.error).toBeUndefined()
-    expect(run.failures).toEqual(['RestoreClickHouseObject TransientError'])
+    expect(run.failures).toEqual(['LoadClickHouseBatch TransientError'])
     await expectRestored()
   })
 })
@@ -825,7 +841,8 @@ describe('Restore under faults: between the two swaps (Postgres restored, ClickH
       },
     })
     expect(run.ok).toBe(false)
-    expect(run.failures[0]).toBe('CommitClickHouse ClickHouseError')
+    // unreachable before any rename: a TransientError, retried, then the same unchanged-ClickHouse path
+    expect(run.failures[0]).toBe('CommitClickHouse TransientError')
     expect(run.entered).toEqual(expect.arrayContaining(['ClickHouseLeftUnchanged', 'NotifyFailure']))
     expect(w.calls.sort()).toEqual(stopped) // stopped, and not started again
     await expectPostgresRestored(before)

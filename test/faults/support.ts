@@ -36,9 +36,13 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /** Polls `check` every 20 ms until it is true; an error naming `what` after `ms`. */
-export async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + ms
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what}: not true after ${ms} ms`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }

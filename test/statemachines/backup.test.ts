@@ -141,7 +141,7 @@ describe('State machine: backup', () => {
     expect(await keysUnder(prefix)).toEqual([])
   })
 
-  it('fails at Checksum when a stored byte is corrupted before it is re-read: no manifest, Slack names the object', async () => {
+  it('fails at VerifyPostgresDump when a stored byte is corrupted before it is re-read: no manifest, Slack names the state and the object', async () => {
     const prefix = uniquePrefix('corrupt')
     configure(prefix)
     let corrupted = ''
@@ -150,7 +150,7 @@ describe('State machine: backup', () => {
       { engines: ['postgres'] },
       {
         beforeTask: (state, input) => {
-          if (state === 'VerifyObject' && !corrupted) {
+          if (state === 'VerifyPostgresDump' && !corrupted) {
             corrupted = (input as { key: string }).key
             corruptStoredObject(corrupted)
           }
@@ -161,7 +161,7 @@ describe('State machine: backup', () => {
     expect(corrupted).toMatch(/postgres\.dump$/)
     expect((await keysUnder(prefix)).some((k) => k.endsWith('manifest.json'))).toBe(false)
     expect(slack.messages).toHaveLength(1)
-    expect(slack.messages[0]!.raw).toContain('Checksum')
+    expect(slack.messages[0]!.raw).toContain('VerifyPostgresDump')
     expect(slack.messages[0]!.raw).toContain(corrupted)
   })
 

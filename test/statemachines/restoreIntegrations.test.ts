@@ -146,6 +146,9 @@ describe('State machine: restore with native integrations', () => {
       LSB_MIGRATE_STRATEGY: 'none',
       LSB_MIGRATE_FUNCTION: undefined,
       LSB_MIGRATE_ECS_TASK_DEFINITION: undefined,
+      // set by the ECS case above: with strategy none they would do nothing, a ConfigError everywhere
+      LSB_MIGRATE_ECS_SUBNETS: undefined,
+      LSB_MIGRATE_ECS_SECURITY_GROUPS: undefined,
       LSB_EXPECTED_SCHEMA_HEAD: undefined,
       // pg_restore cannot be found: RestorePostgres fails after Quiesce, before any database changed
       LSB_PG_BIN_DIR: join(import.meta.dirname, 'no-such-dir'),

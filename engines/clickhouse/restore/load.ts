@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { PassThrough, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { createGunzip } from 'node:zlib'
+import zlib, { createGunzip } from 'node:zlib'
 import { hashObject, openObject } from '#catalog/objectStore.ts'
 import {
   ChecksumMismatchError,
@@ -101,6 +101,20 @@ function assertRestoreItem(item: RestoreItem): void {
 }
 
 /**
+ * zstd objects are written by the server-side path; streaming one into a server without the s3
+ * table function needs Node's zstd (22.15 and later, as on Lambda's nodejs22.x).
+ */
+function zstdDecompressor(item: RestoreItem): Transform {
+  const create = (zlib as { createZstdDecompress?: () => Transform }).createZstdDecompress
+  if (!create) {
+    throw new ClickHouseError(
+      `object ${item.key} is zstd (written by ClickHouse itself); streaming it needs Node 22.15 or later, this is ${process.version}: restore into a ClickHouse with the s3 table function, or run on Node 22`,
+    )
+  }
+  return create()
+}
+
+/**
  * Removes what an earlier attempt of the same object loaded into `target` (its partitions, or the
  * whole table for a whole-table object), so a retry never doubles rows.
  */
@@ -142,6 +156,7 @@ export async function restoreClickHouseObject(
   const counter = nativeRowCounter(columns)
   const stages: (Transform | PassThrough)[] = [coalesceChunks(), verifyingDigest(item)]
   if (item.compression === 'gzip') stages.push(createGunzip({ chunkSize: COALESCE_BYTES }))
+  if (item.compression === 'zstd') stages.push(zstdDecompressor(item))
   stages.push(counter.stream)
   const object = await openObject(opts.bucket, item.key, opts.signal)
   const body = new PassThrough({ highWaterMark: 1 << 20 })

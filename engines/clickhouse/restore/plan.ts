@@ -25,6 +25,8 @@
  * stopped meanwhile (the Quiesce state): rows written to a table between its swap and the
  * re-creation of the views reading it do not reach those views.
  */
+
+import { batchItems } from '#core/batches.ts'
 import { UntrustedInputError } from '#core/errors.ts'
 import type { ClickHouseTable, Manifest, StoredObject } from '#core/manifest.ts'
 import { databaseNameProblem, MAX_IDENTIFIER_BYTES } from '#core/names.ts'
@@ -148,6 +150,25 @@ export function planRestore(manifest: Manifest): RestorePlan {
     views.map((v) => ({ ...v, name: v.table.name, kind: v.parsed.kind, dependsOn: v.table.dependsOn })),
   )
   return { sourceDatabase, dataTables, views: ordered, innerTables, items, expectedRows }
+}
+
+/**
+ * A manifest's restore items in batches, one per Map item of RestoreClickHouse: cut the same way
+ * by PrepareClickHouse and by every LoadClickHouseBatch, from the manifest and the same settings.
+ */
+export function restoreBatches(
+  manifest: Manifest,
+  settings: {
+    LSB_CLICKHOUSE_SPLIT_BYTES: number
+    LSB_CLICKHOUSE_MAX_BATCHES: number
+    LSB_MAP_CONCURRENCY: number
+  },
+): RestoreItem[][] {
+  return batchItems(planRestore(manifest).items, {
+    maxBatches: settings.LSB_CLICKHOUSE_MAX_BATCHES,
+    minBatchBytes: settings.LSB_CLICKHOUSE_SPLIT_BYTES,
+    parallelism: settings.LSB_MAP_CONCURRENCY,
+  })
 }
 
 /**

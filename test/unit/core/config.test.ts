@@ -43,6 +43,8 @@ describe('Function: loadSettings', () => {
     ['LSB_MIGRATE_COMMAND', '["alembic","upgrade","head"]', 'command'],
     ['LSB_MIGRATE_FUNCTION', 'langsight-migrate', 'lambda'],
     ['LSB_MIGRATE_ECS_TASK_DEFINITION', 'langsight-api:42', 'ecs'],
+    ['LSB_MIGRATE_ECS_SUBNETS', 'subnet-1,subnet-2', 'ecs'],
+    ['LSB_MIGRATE_ECS_SECURITY_GROUPS', 'sg-1', 'ecs'],
   ])('refuses %s without its strategy, naming both variables', (name, value, strategy) => {
     // Act
     const unselected = () => loadSettings({ ...base, [name]: value })
@@ -55,5 +57,24 @@ describe('Function: loadSettings', () => {
     )
     expect(otherStrategy).toThrow(`LSB_MIGRATE_STRATEGY=${strategy}`)
     expect(selected.LSB_MIGRATE_STRATEGY).toBe(strategy)
+  })
+
+  it.each([
+    ['LSB_CLICKHOUSE_S3_AUTH', 'server'],
+    ['LSB_CLICKHOUSE_S3_BUCKET_URL', 'https://backups.example.com/bucket'],
+  ])('refuses %s when the streaming path is forced, naming both variables', (name, value) => {
+    // Act
+    const forced = () => loadSettings({ ...base, [name]: value, LSB_CLICKHOUSE_TRANSFER: 'stream' })
+    const auto = loadSettings({ ...base, [name]: value })
+    // Assess
+    expect(forced).toThrow(ConfigError)
+    expect(forced).toThrow(`${name} is set but LSB_CLICKHOUSE_TRANSFER is stream, so it would do nothing`)
+    expect(auto.LSB_CLICKHOUSE_TRANSFER).toBe('auto')
+  })
+
+  it('refuses an LSB_CLICKHOUSE_S3_AUTH that is neither function, server nor a named collection', () => {
+    expect(() => loadSettings({ ...base, LSB_CLICKHOUSE_S3_AUTH: "collection:x'; DROP" })).toThrow(
+      /LSB_CLICKHOUSE_S3_AUTH: must be function, server or collection:<name>/,
+    )
   })
 })

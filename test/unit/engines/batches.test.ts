@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { batchItems, exportItemsFor } from '#engines/clickhouse/batches.ts'
+import { batchItems } from '#core/batches.ts'
+import { exportItemsFor } from '#engines/clickhouse/batches.ts'
 
 const partitions = (n: number, bytes: number) =>
   Array.from({ length: n }, (_, i) => ({ id: String(20100101 + i), rows: 10, bytes }))

@@ -216,7 +216,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(smallDb),
       bucket,
       key,
-      compressLevel: 6,
+      compression: { method: 'gzip', level: 6 },
       binDir: server.binDir,
       onProgress: (bytes) => progress.push(bytes),
     })
@@ -239,7 +239,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(bigDb),
       bucket,
       key,
-      compressLevel: 1,
+      compression: { method: 'gzip', level: 1 },
       binDir: server.binDir,
       onProgress: (bytes) => {
         if (killed || bytes === 0) return
@@ -269,7 +269,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(bigDb),
       bucket,
       key,
-      compressLevel: 1,
+      compression: { method: 'gzip', level: 1 },
       binDir: server.binDir,
       onProgress: (bytes) => {
         if (terminated || bytes === 0) return
@@ -308,7 +308,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(bigDb),
       bucket,
       key,
-      compressLevel: 1,
+      compression: { method: 'gzip', level: 1 },
       binDir: server.binDir,
       signal: controller.signal,
       onProgress: (bytes) => {
@@ -333,7 +333,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(smallDb),
       bucket,
       key,
-      compressLevel: 6,
+      compression: { method: 'gzip', level: 6 },
       binDir: dir,
     }).catch((e) => e)
     // Assess
@@ -355,7 +355,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(smallDb),
       bucket,
       key,
-      compressLevel: 6,
+      compression: { method: 'gzip', level: 6 },
       binDir: dir,
     }).catch((e) => e)
     expect(error).toBeInstanceOf(PgDumpError)
@@ -374,7 +374,7 @@ describe('Function: dumpPostgresToS3', () => {
       url: urlFor(smallDb),
       bucket,
       key,
-      compressLevel: 6,
+      compression: { method: 'gzip', level: 6 },
       binDir: dir,
     }).catch((e) => e)
     // Assess

@@ -71,10 +71,17 @@ describe.each(SERVERS)('Function: dump and restore with the 17 layer — $name',
     const targetUrl = await createDatabase(server, `lsb_ver_dst_${run}`)
     const key = `${prefix}pg${server.major}-${run}.dump`
     // Act
-    const dump = await dumpPostgresToS3({ url: sourceUrl, bucket, key, compressLevel: 1, binDir: layer })
+    const dump = await dumpPostgresToS3({
+      url: sourceUrl,
+      bucket,
+      key,
+      compression: 'auto',
+      binDir: layer,
+    })
     const restored = await restorePostgresFromS3({ url: targetUrl, bucket, key, binDir: layer })
     // Assess
     expect(dump.dumpToolVersion).toMatch(/^17\./)
+    expect(dump.compression).toBe('zstd:1') // what auto picks with pg_dump 17
     expect(dump.serverVersion).toMatch(new RegExp(`^${server.major}\\.`))
     expect(restored.tables).toBeGreaterThan(0)
     expect(await postgresContentHash(targetUrl)).toEqual(await postgresContentHash(sourceUrl))
@@ -92,7 +99,7 @@ describe('Function: the version preflight', () => {
       url,
       bucket,
       key,
-      compressLevel: 1,
+      compression: { method: 'gzip', level: 1 },
       binDir: servers.postgres.binDir,
     }).catch((e) => e)
     // Assess
