@@ -102,12 +102,13 @@ export async function measureSteps(opts: {
   try {
     results.push(
       await step(
-        'restorePostgres',
+        'loadPostgres',
         { backupId: opts.postgres.backupId, targetDatabase: SCRATCH },
         `${mib(dump.bytes)} → pg_restore`,
       ),
     )
   } finally {
+    await opts.dropPostgresDatabase(`${SCRATCH}__lsb_restoring`)
     await opts.dropPostgresDatabase(SCRATCH)
     await opts.dropPostgresDatabase(`${SCRATCH}__lsb_previous`)
   }

@@ -21,7 +21,7 @@ import {
   retriedLine,
   summaryTable,
 } from './progress/progressText.ts'
-import { fromEventLog, fromExecutionEvent, type StepEvent } from './progress/stepEvent.ts'
+import { fromEventLog, fromExecutionEvent } from './progress/stepEvent.ts'
 
 export interface ProgressOptions {
   stream?: ProgressStream
@@ -86,10 +86,6 @@ export function executionProgress(options: ProgressOptions = {}) {
     onExecutionEvent(event: ExecutionEvent): void {
       const step = fromExecutionEvent(event)
       if (step) tracker.onStep(step)
-    },
-    /** An event in the shape both are read into (stepEvent.ts). */
-    onStep(step: StepEvent): void {
-      tracker.onStep(step)
     },
     /** Bytes of a pg_dump or pg_restore (core/progress.ts). */
     onProgress(event: ProgressEvent): void {

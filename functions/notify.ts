@@ -22,7 +22,7 @@ const restoreState = z.object({
   /** Set by the failure path after CommitClickHouse: ClickHouse untouched or partly swapped. */
   leftMixed: z.object({ clickhouse: z.enum(['unchanged', 'partial']) }).optional(),
   postgres: z.object({ backupId: z.string() }).nullable().optional(),
-  /** RestorePostgres's result: present once Postgres was swapped. */
+  /** SwapPostgres's result: present once Postgres was swapped. */
   postgresRestore: z.object({ database: z.string(), previousDatabase: z.string().nullable() }).optional(),
   clickhouse: z.object({ backupId: z.string(), targetDatabase: z.string().nullable() }).nullable().optional(),
   clickhouseRestore: z.object({ targetDatabase: z.string() }).optional(),

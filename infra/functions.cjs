@@ -99,12 +99,19 @@ const FUNCTIONS = {
     memorySize: 512,
     statements: readBackups,
   },
-  restorePostgres: {
-    does: 'restorePostgres reads a dump and the Postgres URL',
+  loadPostgres: {
+    does: 'loadPostgres reads a dump and the Postgres URL; it restores into <db>__lsb_restoring only',
     ...BIG,
+    ...PG_TOOLS,
     // pg_restore --jobs reads a local copy of the dump: /tmp must hold it (a bigger dump streams)
     ephemeralStorageSize: 10240,
-    ...PG_TOOLS,
+    secret: 'postgres',
+    statements: readBackups,
+  },
+  swapPostgres: {
+    does: 'swapPostgres renames the loaded database into place; reads the manifest and the Postgres URL',
+    timeout: 300,
+    memorySize: 512,
     secret: 'postgres',
     statements: readBackups,
   },

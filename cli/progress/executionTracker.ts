@@ -37,6 +37,8 @@ export interface StateRun {
   name: string
   type: string
   startedAt: number
+  /** When its latest attempt started: entered, or retried. */
+  attemptStartedAt: number
   endedAt?: number
   outcome: 'running' | 'succeeded' | 'failed'
   error?: string
@@ -101,7 +103,10 @@ export class ExecutionTracker {
     let stream = this.streams.get(key)
     // fewer bytes than before: a retry started the stream over
     if (!stream || bytes < stream.bytes) {
-      stream = { kind: 'stream', key, state: event.state, what: event.what, startedAt: at, bytes }
+      // reports come every 8 MiB: the stream started with its state's attempt, not its first report
+      const run = this.current.get(event.state)
+      const startedAt = run?.outcome === 'running' ? run.attemptStartedAt : at
+      stream = { kind: 'stream', key, state: event.state, what: event.what, startedAt, bytes }
       this.streams.set(key, stream)
     }
     stream.bytes = bytes
@@ -112,7 +117,14 @@ export class ExecutionTracker {
   private entered(event: StepEvent): void {
     const type = event.stateType ?? 'Task'
     if (SILENT.has(type)) return
-    const run: StateRun = { name: event.state, type, startedAt: event.at, outcome: 'running', retries: 0 }
+    const run: StateRun = {
+      name: event.state,
+      type,
+      startedAt: event.at,
+      attemptStartedAt: event.at,
+      outcome: 'running',
+      retries: 0,
+    }
     this.runs.push(run)
     this.current.set(run.name, run)
     this.notify({ kind: 'entered', run })
@@ -139,6 +151,7 @@ export class ExecutionTracker {
     const run = event.iteration ? undefined : this.current.get(event.state)
     if (run) {
       run.outcome = 'running'
+      run.attemptStartedAt = event.at
       delete run.endedAt
       run.retries = event.retry ?? run.retries + 1
       if (run.map) this.restartMap(run.map, event.at)

@@ -521,7 +521,8 @@ describe('Function: serverless.yml IAM', () => {
       'verifyObject',
       'verifyBackupBatch',
       'resolveBackup',
-      'restorePostgres',
+      'loadPostgres',
+      'swapPostgres',
       'loadClickHouseBatch',
     ]) {
       expect(s3Grants(reader), reader).toEqual(read)
@@ -603,7 +604,7 @@ describe('Function: serverless.yml functions', () => {
         Object.keys(env).filter((k) => /^LSB_(POSTGRES|CLICKHOUSE)_URL$|^LSB_SLACK_WEBHOOK_URL$/.test(k)),
       ).toEqual([])
     }
-    for (const long of ['snapshotPostgres', 'exportBatch', 'restorePostgres', 'loadClickHouseBatch']) {
+    for (const long of ['snapshotPostgres', 'exportBatch', 'loadPostgres', 'loadClickHouseBatch']) {
       expect(fns.get(long)!.resource.Properties.Timeout, long).toBe(900)
     }
   })
@@ -627,7 +628,7 @@ describe('Function: serverless.yml functions', () => {
     const layer = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::Lambda::LayerVersion')!
     const withLayer = [...fns].filter(([, { resource }]) => resource.Properties.Layers).map(([key]) => key)
     // Assess
-    expect(withLayer.sort()).toEqual(['restorePostgres', 'snapshotPostgres'])
+    expect(withLayer.sort()).toEqual(['loadPostgres', 'snapshotPostgres'])
     for (const key of withLayer) {
       expect(fns.get(key)!.resource.Properties.Layers).toEqual([{ Ref: layer[0] }])
       expect(((fns.get(key)!.resource.Properties.Environment as Obj).Variables as Obj).LSB_PG_BIN_DIR).toBe(

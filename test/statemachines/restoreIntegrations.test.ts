@@ -150,17 +150,27 @@ describe('State machine: restore with native integrations', () => {
       LSB_MIGRATE_ECS_SUBNETS: undefined,
       LSB_MIGRATE_ECS_SECURITY_GROUPS: undefined,
       LSB_EXPECTED_SCHEMA_HEAD: undefined,
-      // pg_restore cannot be found: RestorePostgres fails after Quiesce, before any database changed
-      LSB_PG_BIN_DIR: join(import.meta.dirname, 'no-such-dir'),
     })
     slack.messages.length = 0
     const { calls, record } = recorder()
+    // the loaded database loses its completeness mark before the swap: SwapPostgres refuses it,
+    // after Quiesce, before any database changed
+    const restoring = `${new URL(pgUrl).pathname.slice(1)}__lsb_restoring`
     const run = runStateMachine(
       'restore',
       { postgres: 'latest' },
-      { nativeHandlers: { StopWriters: record('StopWriters'), RestartWriters: record('RestartWriters') } },
+      {
+        nativeHandlers: { StopWriters: record('StopWriters'), RestartWriters: record('RestartWriters') },
+        beforeTask: async (state) => {
+          if (state !== 'SwapPostgres') return
+          const admin = new pg.Client({ connectionString: pgUrl.replace(/\/[^/]+$/, '/postgres') })
+          await admin.connect()
+          await admin.query(`COMMENT ON DATABASE "${restoring}" IS NULL`)
+          await admin.end()
+        },
+      },
     )
-    await expect(run).rejects.toThrow(/ConfigError.*pg_restore not found/)
+    await expect(run).rejects.toThrow(/PgRestoreError.*nothing was changed/)
     expect(calls.map((c) => c.state)).toEqual([
       'StopWriters',
       'StopWriters',
@@ -168,7 +178,7 @@ describe('State machine: restore with native integrations', () => {
       'RestartWriters',
     ])
     expect(slack.messages).toHaveLength(1)
-    expect(slack.messages[0]!.raw).toContain('RestorePostgres')
+    expect(slack.messages[0]!.raw).toContain('SwapPostgres')
     useEnv({ LSB_PG_BIN_DIR: undefined })
   })
 })
