@@ -1,3 +1,6 @@
+import type { Settings } from './config.ts'
+import type { Manifest } from './manifest.ts'
+
 /**
  * Work cut into batches, one Map item each: the Map's length stays bounded (and with it the
  * execution's history and payloads) however many tables, partitions or objects there are.
@@ -20,16 +23,27 @@ export function batchItems<T extends { bytes: number }>(
     let batch: T[] = []
     let bytes = 0
     for (const item of items) {
-      batch.push(item)
-      bytes += item.bytes
-      if (bytes >= target) {
+      // closed before an item that would take it past the target: a big table last in the order
+      // gets a batch of its own instead of joining (and serialising) the small ones before it
+      if (batch.length > 0 && bytes + item.bytes > target) {
         batches.push(batch)
         batch = []
         bytes = 0
       }
+      batch.push(item)
+      bytes += item.bytes
     }
     if (batch.length > 0) batches.push(batch)
     if (batches.length <= opts.maxBatches) return batches
     target = Math.ceil(target * 1.5)
   }
+}
+
+/** A manifest's objects in batches: cut the same way by ResolveBackup and by every VerifyBatch. */
+export function verifyBatches(manifest: Manifest, s: Settings) {
+  return batchItems(manifest.objects, {
+    maxBatches: s.LSB_CLICKHOUSE_MAX_BATCHES,
+    minBatchBytes: s.LSB_CLICKHOUSE_SPLIT_BYTES,
+    parallelism: s.LSB_MAP_CONCURRENCY,
+  })
 }

@@ -73,3 +73,8 @@ export async function withinLimit<T>(
     parent?.removeEventListener('abort', abort)
   }
 }
+
+/** Time a step that can stop early keeps back before its deadline: enough to record what is done and return. */
+export function reserveMs(deadlineMs: number, startedMs: number): number {
+  return Math.min(30_000, Math.max(500, (deadlineMs - startedMs) / 5))
+}

@@ -3,6 +3,7 @@ import { backupStore } from '#catalog/backupStore.ts'
 import { verifyObjectChecksum } from '#catalog/objectStore.ts'
 import { tableDataKey } from '#core/backupKeys.ts'
 import { loadSettings } from '#core/config.ts'
+import { reserveMs } from '#core/deadline.ts'
 import { logger } from '#core/logger.ts'
 import type { StoredObject } from '#core/manifest.ts'
 import { backupIdSchema, batchCursorSchema } from '#core/payloads.ts'
@@ -16,11 +17,6 @@ const input = z.object({
   batch: z.number().int().nonnegative(),
   cursor: batchCursorSchema.nullable().default(null),
 })
-
-/** Time kept back before the step's deadline: enough to record what is done and return. */
-export function reserveMs(deadlineMs: number, startedMs: number): number {
-  return Math.min(30_000, Math.max(500, (deadlineMs - startedMs) / 5))
-}
 
 /**
  * One Map item of ExportTables: the export items of one batch, in order, from the cursor on. Each

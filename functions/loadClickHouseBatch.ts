@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
 import { loadSettings } from '#core/config.ts'
+import { reserveMs } from '#core/deadline.ts'
 import { ClickHouseError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { restoreNames } from '#core/names.ts'
@@ -8,7 +9,6 @@ import { backupIdSchema, batchCursorSchema, databaseNameSchema } from '#core/pay
 import { restoreClickHouseObject } from '#engines/clickhouse/restore/load.ts'
 import { restoreBatches } from '#engines/clickhouse/restore/plan.ts'
 import { chooseTransfer, loadThroughS3, serverS3FromSettings } from '#engines/clickhouse/s3Transfer.ts'
-import { reserveMs } from '#functions/exportBatch.ts'
 import { type ClickHouseContext, clickhouseConnection } from '#functions/middleware/clickhouseConnection.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 

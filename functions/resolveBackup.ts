@@ -1,12 +1,12 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
+import { verifyBatches } from '#core/batches.ts'
 import { loadSettings, type Settings } from '#core/config.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 import type { Manifest } from '#core/manifest.ts'
 import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
 import { validateClickHouseManifest } from '#engines/clickhouse/restore/plan.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
-import { verifyBatches } from '#functions/verifyBackupBatch.ts'
 
 const backupRef = z
   .union([z.literal('latest'), backupIdSchema])

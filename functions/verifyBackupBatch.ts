@@ -1,12 +1,11 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
 import { verifyObjectChecksum } from '#catalog/objectStore.ts'
-import { batchItems } from '#core/batches.ts'
-import { loadSettings, type Settings } from '#core/config.ts'
+import { verifyBatches } from '#core/batches.ts'
+import { loadSettings } from '#core/config.ts'
+import { reserveMs } from '#core/deadline.ts'
 import { logger } from '#core/logger.ts'
-import type { Manifest } from '#core/manifest.ts'
 import { backupIdSchema, batchCursorSchema, engineSchema } from '#core/payloads.ts'
-import { reserveMs } from '#functions/exportBatch.ts'
 import { type StateContext, stateHandler } from '#functions/middleware/stateHandler.ts'
 
 const input = z.object({
@@ -15,15 +14,6 @@ const input = z.object({
   batch: z.number().int().nonnegative(),
   cursor: batchCursorSchema.nullable().default(null),
 })
-
-/** A manifest's objects in batches: cut the same way by ResolveBackup and by every VerifyBatch. */
-export function verifyBatches(manifest: Manifest, s: Settings) {
-  return batchItems(manifest.objects, {
-    maxBatches: s.LSB_CLICKHOUSE_MAX_BATCHES,
-    minBatchBytes: s.LSB_CLICKHOUSE_SPLIT_BYTES,
-    parallelism: s.LSB_MAP_CONCURRENCY,
-  })
-}
 
 /**
  * One Map item of VerifyChecksums: re-reads each object of one batch of a backup and compares it

@@ -61,6 +61,16 @@ describe('Function: batchItems', () => {
     expect(batches.map((b) => b.map((x) => x.bytes))).toEqual([[10, 10, 10], [90], [5]])
   })
 
+  it('gives a big last item a batch of its own, so it runs beside the small ones', () => {
+    // Act
+    const batches = batchItems(
+      [1, 1, 1, 1, 96].map((bytes) => ({ bytes })),
+      { maxBatches: 100, minBatchBytes: 1000, parallelism: 4 },
+    )
+    // Assess
+    expect(batches.map((b) => b.map((x) => x.bytes))).toEqual([[1, 1, 1, 1], [96]])
+  })
+
   it('makes no batch of nothing', () => {
     expect(batchItems([], { maxBatches: 10, minBatchBytes: 1 })).toEqual([])
   })
