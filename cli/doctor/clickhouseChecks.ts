@@ -128,10 +128,24 @@ async function tablesToBackUp(conn: ClickHouseConnection) {
   )
 }
 
+/** Whether the server can move its own bytes, judged against LSB_CLICKHOUSE_TRANSFER. */
 async function serverSideS3(conn: ClickHouseConnection) {
   const version = await conn.serverVersion()
-  if (await hasS3TableFunction(conn)) {
-    return ok(`available: ClickHouse ${version} has the s3 table function, so it can move the bytes itself`)
+  const transfer = loadSettings().LSB_CLICKHOUSE_TRANSFER
+  const available = await hasS3TableFunction(conn)
+  if (transfer === 'stream') {
+    return ok(
+      `not used: LSB_CLICKHOUSE_TRANSFER=stream (ClickHouse ${version} ${available ? 'has' : 'has no'} s3 table function)`,
+    )
+  }
+  if (available) {
+    return ok(`available: ClickHouse ${version} has the s3 table function, so it moves the bytes itself`)
+  }
+  if (transfer === 'server') {
+    return fail(
+      `LSB_CLICKHOUSE_TRANSFER=server, but ClickHouse ${version} has no s3 table function: every backup would fail`,
+      'set LSB_CLICKHOUSE_TRANSFER=auto (streams through langsight-backup) or upgrade ClickHouse to 20.x or newer',
+    )
   }
   return warn(
     `not available: ClickHouse ${version} has no s3 table function; tables stream through langsight-backup instead`,

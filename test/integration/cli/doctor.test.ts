@@ -312,6 +312,21 @@ describe('CLI: langsight-backup doctor --local', () => {
     expect(report['bucket-object-lock']![0]).toBe('-')
   })
 
+  it('LSB_CLICKHOUSE_TRANSFER=server against a server without the s3 table function: ✗ with the fix, exit 1', async () => {
+    // Act
+    const r = await doctor({ LSB_CLICKHOUSE_TRANSFER: 'server' }, '--local')
+    const report = lines(r.stdout)
+    // Assess
+    expect(r.code).toBe(1)
+    expect(report['clickhouse-s3']).toEqual([
+      '✗',
+      expect.stringMatching(
+        /^LSB_CLICKHOUSE_TRANSFER=server, but ClickHouse 18\.16\S* has no s3 table function/,
+      ),
+      expect.stringMatching(/set LSB_CLICKHOUSE_TRANSFER=auto/),
+    ])
+  })
+
   it('a setting that does not parse: ✗ settings naming the variable, the checks that need settings not checked', async () => {
     const r = await doctor({ LSB_KEEP_LAST: 'three' }, '--local', '--json')
     const results = JSON.parse(r.stdout) as CheckResult[]
