@@ -32,6 +32,8 @@ export async function measureSteps(opts: {
   dropPostgresDatabase: (name: string) => Promise<void>
   timeoutMs: number
 }): Promise<StepMeasurement[]> {
+  /** A step's result: the last line of its stdout (the handler's own log lines come before it). */
+  const resultOf = <T>(m: { stdout: string }): T => JSON.parse(m.stdout.trim().split('\n').at(-1)!) as T
   const step = async (fn: string, input: unknown, what: string, writes = false): Promise<StepMeasurement> => {
     const m = await measure(process.execPath, ['--import', 'tsx', runStep, fn, JSON.stringify(input)], {
       label: fn,
@@ -50,17 +52,16 @@ export async function measureSteps(opts: {
   }
   results.push(await step('snapshotPostgres', fresh(), `pg_dump → ${mib(dump.bytes)}`, true))
   const listed = fresh()
-  const planned = JSON.parse((await step('listClickHouseTables', listed, 'plan', true)).stdout) as {
-    batches: number[]
-    transfer: string
-  }
+  const planned = resultOf<{ batches: number[]; transfer: string }>(
+    await step('listClickHouseTables', listed, 'plan', true),
+  )
   const exported = await step(
     'exportBatch',
     { backupId: listed.backupId, batch: 0, cursor: null },
     'batch 0',
     true,
   )
-  const out = JSON.parse(exported.stdout) as { bytes: number; items: number }
+  const out = resultOf<{ bytes: number; items: number }>(exported)
   results.push({
     ...exported,
     what: `batch 0 of ${planned.batches.length} (${planned.transfer}): ${out.items} item(s) → ${mib(out.bytes)}`,
@@ -73,15 +74,13 @@ export async function measureSteps(opts: {
       `${biggest.table} ${biggest.part ?? 'all'}, ${mib(biggest.bytes)}`,
     ),
   )
-  const prepared = JSON.parse(
-    (
-      await step(
-        'prepareClickHouseRestore',
-        { backupId: opts.clickhouse.backupId, targetDatabase: SCRATCH },
-        'staging tables',
-      )
-    ).stdout,
-  ) as { targetDatabase: string; batches: number }
+  const prepared = resultOf<{ targetDatabase: string; batches: number }>(
+    await step(
+      'prepareClickHouseRestore',
+      { backupId: opts.clickhouse.backupId, targetDatabase: SCRATCH },
+      'staging tables',
+    ),
+  )
   try {
     results.push(
       await step(

@@ -26,6 +26,7 @@ export async function run(
     include: settings.LSB_CLICKHOUSE_INCLUDE,
     exclude: settings.LSB_CLICKHOUSE_EXCLUDE,
     splitBytes: settings.LSB_CLICKHOUSE_SPLIT_BYTES,
+    parallelism: settings.LSB_MAP_CONCURRENCY,
   })
   const plan: ClickHousePlan = {
     backupId,

@@ -96,6 +96,7 @@ async function tablesToBackUp(conn: ClickHouseConnection) {
     include: settings.LSB_CLICKHOUSE_INCLUDE,
     exclude: settings.LSB_CLICKHOUSE_EXCLUDE,
     splitBytes: settings.LSB_CLICKHOUSE_SPLIT_BYTES,
+    parallelism: settings.LSB_MAP_CONCURRENCY,
   })
   const live = await describeDatabase(conn, database)
   const taken = new Set(listing.tables.map((t) => t.name))

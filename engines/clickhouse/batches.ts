@@ -17,22 +17,26 @@ export interface PartitionSize {
 
 /**
  * One item for the table, or, when its active parts take more than `splitBytes` and it has more
- * than one partition, one item per run of consecutive partitions of about `splitBytes` (a
- * partition bigger than that is an item by itself).
+ * than one partition, one item per run of consecutive partitions of at most `splitBytes`, and at
+ * most 1/`parallelism` of the table (a partition bigger than that is an item by itself).
  */
 export function exportItemsFor(
   table: string,
   size: { rows: number; bytes: number; partitions: PartitionSize[] },
   splitBytes: number,
+  parallelism = 1,
 ): ExportItem[] {
   if (size.bytes <= splitBytes || size.partitions.length <= 1) {
     return [{ table, part: WHOLE_TABLE_PART, partitions: null, rows: size.rows, bytes: size.bytes }]
   }
+  // smaller runs when the table alone would not fill the Map's slots: a table just past the split
+  // size still goes out in parallel
+  const target = Math.max(1, Math.min(splitBytes, Math.ceil(size.bytes / parallelism)))
   const runs: PartitionSize[][] = []
   let run: PartitionSize[] = []
   let runBytes = 0
   for (const p of size.partitions) {
-    if (run.length > 0 && runBytes + p.bytes > splitBytes) {
+    if (run.length > 0 && runBytes + p.bytes > target) {
       runs.push(run)
       run = []
       runBytes = 0

@@ -42,7 +42,7 @@ function globMatcher(patterns: string[]): (name: string) => boolean {
  */
 export async function listClickHouseTables(
   conn: ClickHouseConnection,
-  opts: { include: string[]; exclude: string[]; splitBytes: number },
+  opts: { include: string[]; exclude: string[]; splitBytes: number; parallelism?: number },
 ): Promise<ClickHouseListing> {
   const database = conn.database
   const [serverVersion, live] = await Promise.all([conn.serverVersion(), describeDatabase(conn, database)])
@@ -138,7 +138,7 @@ export async function listClickHouseTables(
   const items: ExportItem[] = []
   for (const t of ordered) {
     if (t.kind !== 'table') continue
-    items.push(...exportItemsFor(t.name, byName.get(t.name)!, opts.splitBytes))
+    items.push(...exportItemsFor(t.name, byName.get(t.name)!, opts.splitBytes, opts.parallelism))
   }
   return { serverVersion, database, tables: ordered, items }
 }

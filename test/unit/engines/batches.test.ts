@@ -28,6 +28,13 @@ describe('Function: exportItemsFor', () => {
     expect(items.reduce((n, i) => n + i.rows, 0)).toBe(50_000)
   })
 
+  it('cuts a table just past the split size into as many runs as the Map runs at once', () => {
+    // Act
+    const items = exportItemsFor('t', { rows: 80, bytes: 8 * 100, partitions: partitions(8, 100) }, 700, 4)
+    // Assess
+    expect(items.map((i) => i.partitions?.length)).toEqual([2, 2, 2, 2])
+  })
+
   it('gives a partition bigger than the split size an item of its own, named after it', () => {
     // Act
     const items = exportItemsFor(
