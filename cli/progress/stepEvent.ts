@@ -6,14 +6,8 @@ import type { ExecutionEvent } from '#cli/aws/followExecution.ts'
 import type { EventLog } from '#cli/local/runStateMachine.ts'
 
 export interface StepEvent {
-  type:
-    | 'StateEntered'
-    | 'StateExited'
-    | 'StateFailed'
-    | 'StateRetried'
-    | 'MapIterationStarted'
-    | 'MapIterationSucceeded'
-    | 'MapIterationFailed'
+  /** The state and Map-iteration events of an execution (its own start and end are not steps). */
+  type: Exclude<ExecutionEvent['type'], `Execution${string}`>
   /** The state; for MapIteration* events, the Map. */
   state: string
   /** Task, Map, Parallel, Choice, … when known. */

@@ -146,7 +146,7 @@ describe('CLI: langsight-backup doctor --local', () => {
       'clickhouse-s3': '!', // 18.16 has no s3 table function: the streaming path, a warning
       bucket: '✓',
       'bucket-versioning': '!', // s3rver: never enabled
-      'bucket-object-lock': '!', // s3rver: not implemented
+      'bucket-object-lock': '!', // s3rver has no Object Lock API: the check says it cannot tell
       slack: '!', // no webhook set
     })
     expect(report.postgres![1]).toMatch(/^PostgreSQL 15\.\d+ at 127\.0\.0\.1:\d+\/doctor_\w+ as postgres$/)
