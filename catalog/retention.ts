@@ -1,4 +1,4 @@
-import { assertBackupId, assertEngine, type Engine } from '#core/backupKeys.ts'
+import { assertBackupId, assertEngine, type Engine, provenAt } from '#core/backupKeys.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 
 /** What the catalog knows about one backup of one engine, from its objects and its manifest. */
@@ -29,6 +29,8 @@ export interface RetentionPolicy {
   incompleteGraceHours: number
   /** S3 Object Lock default retention: objects younger than this are never deleted. */
   lockDays?: number
+  /** Keep the newest complete backup a drill proved restorable, whatever its age. */
+  keepProven?: boolean
 }
 
 export interface PruneDecision {
@@ -52,6 +54,7 @@ const DAY_MS = 24 * HOUR_MS
  * - a backup whose manifest exists but is invalid is kept for an operator: it may be a good
  *   backup whose manifest was damaged or tampered with, and deleting it is not undoable;
  * - the newest `keepLast` complete backups (not counting future ones) are kept whatever their age;
+ * - with `keepProven`, so is the newest complete backup a drill proved restorable;
  * - other complete backups are deleted when strictly older than `maxAgeDays` (by start time);
  * - incomplete backups (no manifest) are deleted when their newest object is strictly older than
  *   `incompleteGraceHours`: a backup being written right now has fresh objects;
@@ -74,6 +77,11 @@ export function planPrune(backups: BackupListing[], policy: RetentionPolicy, now
       .slice(0, policy.keepLast)
       .map((b) => b.backupId),
   )
+  const newestProven = policy.keepProven
+    ? backups
+        .filter((b) => b.complete && !isFuture(b) && provenAt(b.keys) !== null)
+        .sort((a, b) => (a.backupId < b.backupId ? 1 : -1))[0]?.backupId
+    : undefined
 
   return [...backups]
     .sort((a, b) => (a.backupId < b.backupId ? -1 : 1))
@@ -106,6 +114,8 @@ export function planPrune(backups: BackupListing[], policy: RetentionPolicy, now
     if (b.complete) {
       if (protectedIds.has(b.backupId))
         return { action: 'keep', reason: `among the newest ${policy.keepLast} complete backups` }
+      if (b.backupId === newestProven)
+        return { action: 'keep', reason: `the newest backup proven restorable (drill ${provenAt(b.keys)})` }
       const ageMs = nowMs - b.startedAt.getTime()
       if (ageMs > policy.maxAgeDays * DAY_MS)
         return {

@@ -28,8 +28,15 @@ function localDefinition(kind: MachineKind): AslShape {
   return JSON.parse(readFileSync(file, 'utf8')) as AslShape
 }
 
-/** Starts the deployed backup or restore; with --wait follows it and fails when it fails. */
-export async function runAws(kind: MachineKind, input: unknown, opts: AwsOptions): Promise<void> {
+/**
+ * Starts the deployed backup or restore; with --wait follows it and fails when it fails (the error
+ * carries the `executionArn`). `quiet` leaves the printing of the result to the caller.
+ */
+export async function runAws(
+  kind: MachineKind,
+  input: unknown,
+  opts: AwsOptions & { quiet?: boolean },
+): Promise<{ executionArn: string; output: unknown }> {
   const stateMachineArn = await resolveStateMachineArn(kind, { flag: opts.stateMachineArn })
   const started = await startExecution({ stateMachineArn, input })
   process.stderr.write(
@@ -38,17 +45,23 @@ export async function runAws(kind: MachineKind, input: unknown, opts: AwsOptions
       : `started ${started.executionArn}\n`,
   )
   if (!opts.wait) {
-    print(opts.json, started, started.executionArn)
-    return
+    if (!opts.quiet) print(opts.json, started, started.executionArn)
+    return { executionArn: started.executionArn, output: undefined }
   }
   const progress = executionProgress({ definition: localDefinition(kind) })
   const result = await followExecution(started.executionArn, progress.onExecutionEvent).finally(() =>
     progress.done(),
   )
   if (result.status !== 'SUCCEEDED') {
-    throw new Error(`${kind} ${result.status.toLowerCase()}: ${result.error}: ${result.cause}`)
+    throw Object.assign(
+      new Error(`${kind} ${result.status.toLowerCase()}: ${result.error}: ${result.cause}`),
+      {
+        executionArn: started.executionArn,
+      },
+    )
   }
-  print(opts.json, result.output, JSON.stringify(result.output, null, 2))
+  if (!opts.quiet) print(opts.json, result.output, JSON.stringify(result.output, null, 2))
+  return { executionArn: started.executionArn, output: result.output }
 }
 
 /** `status <execution-arn>`. */

@@ -6,6 +6,7 @@ import { Command } from 'commander'
 import { redact } from '#core/redact.ts'
 import { backupCommand } from './commands/backup.ts'
 import { doctorCommand } from './commands/doctor.ts'
+import { drillCommand } from './commands/drill.ts'
 import { listCommand } from './commands/list.ts'
 import { restoreCommand } from './commands/restore.ts'
 import { statusCommand } from './commands/status.ts'
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   for (const command of [
     backupCommand(),
     restoreCommand(),
+    drillCommand(),
     listCommand(),
     verifyCommand(),
     statusCommand(),

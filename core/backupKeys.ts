@@ -76,6 +76,39 @@ export function exportBatchResultKey(prefix: string, backupId: string, batch: nu
 }
 
 /**
+ * A drill's record beside the backup it restored. Its outcome is in the name, so a listing of
+ * keys tells which backups are proven restorable without reading a record.
+ */
+export function drillRecordKey(
+  prefix: string,
+  engine: Engine,
+  backupId: string,
+  drillId: string,
+  passed: boolean,
+): string {
+  assertBackupId(drillId)
+  return `${backupDir(prefix, engine, backupId)}drills/${drillId}-${passed ? 'passed' : 'failed'}.json`
+}
+
+const DRILL_RECORD = /\/drills\/(\d{8}T\d{6}\.\d{3}Z)-(passed|failed)\.json$/
+
+/** The drill a key records, or undefined for any other key. */
+export function drillOfKey(key: string): { drillId: string; passed: boolean } | undefined {
+  const m = DRILL_RECORD.exec(key)
+  return m ? { drillId: m[1]!, passed: m[2] === 'passed' } : undefined
+}
+
+/** When a drill last proved this backup restorable (its drill id, a UTC time), or null. */
+export function provenAt(keys: readonly string[]): string | null {
+  let newest: string | null = null
+  for (const key of keys) {
+    const drill = drillOfKey(key)
+    if (drill?.passed && (newest === null || drill.drillId > newest)) newest = drill.drillId
+  }
+  return newest
+}
+
+/**
  * Checks that a key read from a manifest lies inside the backup it claims to belong to:
  * no `..`, no absolute path, no escape from `<prefix>/<engine>/<backupId>/`.
  */

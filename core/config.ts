@@ -93,10 +93,23 @@ const settingsSchema = z.object({
   LSB_RETENTION_POSTGRES_DAYS: int(1, 3650).default(30),
   LSB_RETENTION_CLICKHOUSE_DAYS: int(1, 3650).default(84),
   LSB_KEEP_LAST: int(1, 1000).default(3),
+  /** Prune keeps the newest backup of each engine a drill proved restorable, whatever its age. */
+  LSB_KEEP_PROVEN: bool.default(true),
+  /**
+   * Content fingerprints recorded at backup time, per engine: `full` (rows and an order-independent
+   * hash of every row, one more read of the data), `rows` (counts only) or `off`. A drill compares them.
+   */
+  LSB_POSTGRES_FINGERPRINT: z.enum(['full', 'rows', 'off']).default('full'),
+  LSB_CLICKHOUSE_FINGERPRINT: z.enum(['full', 'rows', 'off']).default('full'),
   LSB_INCOMPLETE_GRACE_HOURS: int(0, 24 * 365).default(24),
   LSB_OBJECT_LOCK_DAYS: int(0, 36500).default(0),
   LSB_PRUNE_DRY_RUN: bool.default(false),
   LSB_NOTIFY_SUCCESS: bool.default(false),
+  /**
+   * A committed backup smaller than this share of the previous one of its engine is reported as a
+   * warning (Slack, even with LSB_NOTIFY_SUCCESS off); 0 turns the check off.
+   */
+  LSB_SIZE_DROP_RATIO: z.coerce.number().min(0).max(1).default(0.5),
   LSB_MIGRATE_STRATEGY: z.enum(['none', 'command', 'lambda', 'ecs']).default('none'),
   /** A JSON argv array, run without a shell. */
   LSB_MIGRATE_COMMAND: json(

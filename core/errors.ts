@@ -52,3 +52,5 @@ export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
 export function isNetworkError(error: unknown): boolean {
   return NETWORK_ERROR_CODES.has(String((error as { code?: unknown } | undefined)?.code))
 }
+/** A drill restored a backup whose content differs from the fingerprints it recorded. */
+export class DrillMismatchError extends NamedError {}

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { assertKeyInBackup, ENGINES } from './backupKeys.ts'
 import { ManifestError } from './errors.ts'
+import { rowHashSchema, tableFingerprintSchema } from './fingerprint.ts'
 import { BACKUP_ID, SHA256 } from './names.ts'
 
 export const MANIFEST_FORMAT_VERSION = 1
@@ -21,6 +22,8 @@ export const storedObjectSchema = z.object({
   partitions: z.array(z.string()).optional(),
   /** gzip: the streaming path; zstd: written by the ClickHouse server itself (s3 table function). */
   compression: z.enum(['none', 'gzip', 'zstd']).default('none'),
+  /** ClickHouse: the sum of a hash of each row stored (core/fingerprint.ts); absent when not computed. */
+  fingerprint: rowHashSchema.optional(),
 })
 export type StoredObject = z.output<typeof storedObjectSchema>
 
@@ -59,6 +62,8 @@ export const manifestSchema = z
     executionId: z.string().optional(),
     objects: z.array(storedObjectSchema),
     tables: z.array(clickhouseTableSchema).default([]),
+    /** Postgres: each table's fingerprint, read in the snapshot pg_dump dumped (core/fingerprint.ts). */
+    fingerprints: z.array(tableFingerprintSchema).optional(),
   })
   .superRefine((m, ctx) => {
     for (const [i, o] of m.objects.entries()) {

@@ -39,6 +39,26 @@ export const MAX_IDENTIFIER_BYTES = 63
 export const MAX_DATABASE_BYTES =
   MAX_IDENTIFIER_BYTES - Math.max(RESTORING_SUFFIX.length, STAGING_SUFFIX.length, PREVIOUS_SUFFIX.length)
 
+const DRILL_INFIX = '__lsb_drill_'
+const DRILL_NAME = /^(.+)__lsb_drill_[0-9a-f]{8}$/
+
+/**
+ * A drill's scratch database: `<source>__lsb_drill_<8 hex>`. No live database may contain `__lsb_`
+ * (see databaseNameProblem), so a scratch name can never be a live one; `token` keeps two drills apart.
+ */
+export function drillDatabaseName(source: string, token: string): string {
+  if (!/^[0-9a-f]{8}$/.test(token))
+    throw new UntrustedInputError(`drill token ${JSON.stringify(token)}: 8 hex digits`)
+  const room = MAX_DATABASE_BYTES - DRILL_INFIX.length - token.length
+  return `${source.slice(0, room)}${DRILL_INFIX}${token}`
+}
+
+/** Whether `name` is a drill's scratch database (and so may be dropped by a drill). */
+export function isDrillDatabase(name: string): boolean {
+  const base = DRILL_NAME.exec(name)?.[1]
+  return base !== undefined && !base.includes('__lsb_') && DATABASE_NAME.test(base)
+}
+
 type ErrorClass = new (message: string) => Error
 
 /** The problem with a database name, or undefined when it is acceptable. */
@@ -46,7 +66,8 @@ export function databaseNameProblem(name: unknown, maxBytes = MAX_DATABASE_BYTES
   if (typeof name !== 'string' || !DATABASE_NAME.test(name))
     return 'letters, digits, _ and - only, not starting with -'
   if (Buffer.byteLength(name) > maxBytes) return `longer than ${maxBytes} bytes`
-  if (maxBytes === MAX_DATABASE_BYTES && name.includes('__lsb_')) return "a restore's working name"
+  if (maxBytes === MAX_DATABASE_BYTES && name.includes('__lsb_') && !isDrillDatabase(name))
+    return "a restore's working name"
   return undefined
 }
 

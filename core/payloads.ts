@@ -26,6 +26,7 @@ export const engineBackupSchema = z.object({
   source: manifestSchema.shape.source,
   objects: z.array(storedObjectSchema),
   tables: z.array(clickhouseTableSchema).default([]),
+  fingerprints: manifestSchema.shape.fingerprints,
 })
 export type EngineBackup = z.output<typeof engineBackupSchema>
 

@@ -48,7 +48,9 @@ export async function run(
     )
   }
   const target = plan.transfer === 'server' ? await serverS3FromSettings() : undefined
-  const gzipLevel = loadSettings().LSB_CLICKHOUSE_GZIP_LEVEL
+  const settings = loadSettings()
+  const gzipLevel = settings.LSB_CLICKHOUSE_GZIP_LEVEL
+  const fingerprint = settings.LSB_CLICKHOUSE_FINGERPRINT
   let queryId = cursor?.queryId ?? null
   const progress = () => ({
     batch,
@@ -74,6 +76,7 @@ export async function run(
           queryId,
           untilMs,
           signal,
+          fingerprint,
         })
         if (step.state === 'running') {
           queryId = step.queryId
@@ -89,6 +92,7 @@ export async function run(
           key,
           gzipLevel,
           signal,
+          fingerprint,
         })
         // what S3 holds, read back, must be what was hashed on the way in
         await verifyObjectChecksum(store.bucket, key, object, signal)

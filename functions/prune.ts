@@ -19,6 +19,7 @@ export async function run({ engines, dryRun }: z.output<typeof input>) {
             ? settings.LSB_RETENTION_POSTGRES_DAYS
             : settings.LSB_RETENTION_CLICKHOUSE_DAYS,
         keepLast: settings.LSB_KEEP_LAST,
+        keepProven: settings.LSB_KEEP_PROVEN,
         incompleteGraceHours: settings.LSB_INCOMPLETE_GRACE_HOURS,
         lockDays: settings.LSB_OBJECT_LOCK_DAYS || undefined,
       },

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
+import { backupIdFor } from '#core/backupKeys.ts'
 import { verifyBatches } from '#core/batches.ts'
 import { loadSettings, type Settings } from '#core/config.ts'
 import { ConfigError, UntrustedInputError } from '#core/errors.ts'
 import type { Manifest } from '#core/manifest.ts'
+import { drillDatabaseName } from '#core/names.ts'
 import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
 import { validateClickHouseManifest } from '#engines/clickhouse/restore/plan.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
@@ -25,7 +28,13 @@ export const restoreRequestSchema = z.strictObject({
     .default({}),
   /** "none" skips the migration (a drill into scratch databases must not run the app's migrations). */
   migrate: z.enum(['default', 'none']).default('default'),
+  /**
+   * drill: load into scratch databases, compare every table with the backup's fingerprints, drop
+   * them; nothing live is touched and no writer stopped.
+   */
+  mode: z.enum(['restore', 'drill']).default('restore'),
 })
+export type RestoreRequest = z.input<typeof restoreRequestSchema>
 
 const input = z.object({ input: restoreRequestSchema, ...executionFields })
 
@@ -85,24 +94,58 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
   ])
   // Table names and DDL are untrusted: refused here, before any checksum is read or database touched.
   if (ch) validateClickHouseManifest(ch)
-  const migrate = migratePlan(request.migrate)
+  const drill = request.mode === 'drill'
+  if (
+    drill &&
+    (request.targets.postgresDatabase || request.targets.clickhouseDatabase || request.migrate !== 'default')
+  ) {
+    throw new UntrustedInputError(
+      'a drill picks its own scratch databases and runs no migration: give no targets or migrate',
+    )
+  }
+  // a drill's scratch names: `<source>__lsb_drill_<8 hex of the execution>`, never a live name
+  const token = createHash('sha256').update(executionId).digest('hex').slice(0, 8)
+  const targets = drill
+    ? {
+        postgresDatabase: pg ? drillDatabaseName(pg.source.database, token) : undefined,
+        clickhouseDatabase: ch ? drillDatabaseName(ch.source.database, token) : undefined,
+      }
+    : request.targets
+  const migrate = migratePlan(drill ? 'none' : request.migrate)
+  const otherDatabases = Boolean(targets.postgresDatabase || targets.clickhouseDatabase)
   return {
     startedAt,
     executionId,
     concurrency: s.LSB_MAP_CONCURRENCY,
     wantPostgres: pg !== null,
     wantClickHouse: ch !== null,
-    postgres: pg && { backupId: pg.backupId, targetDatabase: request.targets.postgresDatabase ?? null },
-    clickhouse: ch && { backupId: ch.backupId, targetDatabase: request.targets.clickhouseDatabase ?? null },
+    postgres: pg && { backupId: pg.backupId, targetDatabase: targets.postgresDatabase ?? null },
+    clickhouse: ch && { backupId: ch.backupId, targetDatabase: targets.clickhouseDatabase ?? null },
     verify: [...verifyItems(pg, s), ...verifyItems(ch, s)],
-    // A drill restores into other databases: the writers of the live ones keep running.
-    quiesce:
-      request.targets.postgresDatabase || request.targets.clickhouseDatabase
-        ? { enabled: false, services: [] }
-        : { enabled: (s.LSB_QUIESCE_SERVICES ?? []).length > 0, services: s.LSB_QUIESCE_SERVICES ?? [] },
+    // A restore into other databases (a drill) leaves the writers of the live ones running.
+    quiesce: otherDatabases
+      ? { enabled: false, services: [] }
+      : { enabled: (s.LSB_QUIESCE_SERVICES ?? []).length > 0, services: s.LSB_QUIESCE_SERVICES ?? [] },
     migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
-    // A drill (migrate: none) restores an old schema on purpose: its head is not checked either.
-    checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none',
+    // A restore without migration restores an old schema on purpose: its head is not checked either.
+    checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none' && !drill,
+    drill: drill
+      ? {
+          enabled: true,
+          drillId: backupIdFor(startedAt),
+          postgres: pg && { backupId: pg.backupId, database: targets.postgresDatabase! },
+          clickhouse: ch && { backupId: ch.backupId, database: targets.clickhouseDatabase! },
+          // CheckFingerprints's Map items: one per engine
+          engines: [
+            ...(pg
+              ? [{ engine: 'postgres', backupId: pg.backupId, database: targets.postgresDatabase! }]
+              : []),
+            ...(ch
+              ? [{ engine: 'clickhouse', backupId: ch.backupId, database: targets.clickhouseDatabase! }]
+              : []),
+          ],
+        }
+      : { enabled: false },
   }
 }
 

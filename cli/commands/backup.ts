@@ -23,7 +23,7 @@ export function backupCommand(): Command {
     .option('--state-machine-arn <arn>', 'AWS: the backup state machine (else LSB_BACKUP_STATE_MACHINE_ARN)')
     .action(async (opts, command: Command) => {
       const input = { engines: engines(opts.engine) }
-      if (!opts.local) return runAws('backup', input, opts)
+      if (!opts.local) return void (await runAws('backup', input, opts))
       const { output } = await runLocal('backup', input, { verbose: command.optsWithGlobals().verbose })
       const backups = (output as { backups: BackupSummary[] }).backups
       print(opts.json, Object.fromEntries(backups.map((b) => [b.engine, b.backupId])), () =>

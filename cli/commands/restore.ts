@@ -30,7 +30,7 @@ export function restoreCommand(): Command {
         },
         migrate: opts.migrate ? 'default' : 'none',
       }
-      if (!opts.local) return runAws('restore', input, opts)
+      if (!opts.local) return void (await runAws('restore', input, opts))
       const { output } = await runLocal('restore', input, { verbose: command.optsWithGlobals().verbose })
       const o = output as Record<string, { backupId?: string } | null> & { schema?: { head: string | null } }
       const result = {

@@ -119,15 +119,31 @@ export function innerTableOf(view: LiveTable, tables: LiveTable[]): LiveTable | 
   return tables.find((t) => names.includes(t.name))
 }
 
-/** Physical columns in table order: what `SELECT *` misses (MATERIALIZED) included, ALIAS/EPHEMERAL left out. */
+export interface Column {
+  name: string
+  type: string
+}
+
+/** Physical columns in table order, with their types: what `SELECT *` misses (MATERIALIZED) included, ALIAS/EPHEMERAL left out. */
+export async function storedColumnTypes(
+  conn: ClickHouseConnection,
+  database: string,
+  table: string,
+): Promise<Column[]> {
+  const rows = await conn.query<{ name: string; type: string; default_kind: string }>(
+    'SELECT name, type, default_kind FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position',
+    { d: database, t: table },
+  )
+  return rows
+    .filter((r) => r.default_kind !== 'ALIAS' && r.default_kind !== 'EPHEMERAL')
+    .map(({ name, type }) => ({ name, type }))
+}
+
+/** The names of {@link storedColumnTypes}. */
 export async function storedColumns(
   conn: ClickHouseConnection,
   database: string,
   table: string,
 ): Promise<string[]> {
-  const rows = await conn.query<{ name: string; default_kind: string }>(
-    'SELECT name, default_kind FROM system.columns WHERE database = {d:String} AND table = {t:String}',
-    { d: database, t: table },
-  )
-  return rows.filter((r) => r.default_kind !== 'ALIAS' && r.default_kind !== 'EPHEMERAL').map((r) => r.name)
+  return (await storedColumnTypes(conn, database, table)).map((c) => c.name)
 }

@@ -1,12 +1,14 @@
 import { createGzip } from 'node:zlib'
 import { uploadStream } from '#catalog/objectStore.ts'
 import { ClickHouseError } from '#core/errors.ts'
+import { logger } from '#core/logger.ts'
 import type { StoredObject } from '#core/manifest.ts'
 import type { ExportItem } from '#core/payloads.ts'
 import { COALESCE_BYTES, coalesceChunks } from './coalesceChunks.ts'
 import type { ClickHouseConnection } from './connection.ts'
 import { assertTableName } from './ddl.ts'
-import { storedColumns } from './describeDatabase.ts'
+import { type Column, storedColumnTypes } from './describeDatabase.ts'
+import { type FingerprintMode, fingerprintOf } from './fingerprint.ts'
 import { nativeRowCounter } from './nativeRowCounter.ts'
 import { qualifiedName, quoteIdentifier, quoteString } from './sql.ts'
 
@@ -22,19 +24,30 @@ import { qualifiedName, quoteIdentifier, quoteString } from './sql.ts'
  */
 export async function exportTableToS3(
   conn: ClickHouseConnection,
-  opts: { item: ExportItem; bucket: string; key: string; gzipLevel: number; signal?: AbortSignal },
+  opts: {
+    item: ExportItem
+    bucket: string
+    key: string
+    gzipLevel: number
+    signal?: AbortSignal
+    /** `full`: record the rows' hash (core/fingerprint.ts), read right after the export. */
+    fingerprint?: FingerprintMode
+  },
 ): Promise<StoredObject> {
   const { item } = opts
   assertTableName(item.table)
-  const columns = await storedColumns(conn, conn.database, item.table)
+  const columnTypes = await storedColumnTypes(conn, conn.database, item.table)
+  const columns = columnTypes.map((c) => c.name)
   if (columns.length === 0) throw new ClickHouseError(`table ${conn.database}.${item.table} does not exist`)
-  let sql = `SELECT ${columns.map(quoteIdentifier).join(', ')} FROM ${qualifiedName(conn.database, item.table)}`
   const params: Record<string, unknown> = {}
+  let where = ''
   if (item.partitions !== null) {
-    sql += ` WHERE ${partitionFilter(item.partitions, params)}`
+    where = ` WHERE ${partitionFilter(item.partitions, params)}`
     if (item.partitions.length === 1)
-      sql += await partitionKeyPredicate(conn, item.table, item.partitions[0]!)
+      where += await partitionKeyPredicate(conn, item.table, item.partitions[0]!)
   }
+  const from = qualifiedName(conn.database, item.table)
+  const sql = `SELECT ${columns.map(quoteIdentifier).join(', ')} FROM ${from}${where}`
   const source = await conn.exportNative(sql, params, opts.signal)
   const counter = nativeRowCounter(columns)
   try {
@@ -50,6 +63,18 @@ export async function exportTableToS3(
       ],
       signal: opts.signal,
     })
+    const fingerprint =
+      opts.fingerprint === 'full'
+        ? await streamedFingerprint(conn, {
+            from,
+            where,
+            params,
+            item,
+            columnTypes,
+            rows: counter.rows(),
+            key: opts.key,
+          })
+        : null
     return {
       key: opts.key,
       bytes: digest.bytes,
@@ -59,6 +84,7 @@ export async function exportTableToS3(
       part: item.part,
       ...(item.partitions && item.partitions.length > 1 ? { partitions: item.partitions } : {}),
       compression: 'gzip',
+      ...(fingerprint !== null ? { fingerprint } : {}),
     }
   } catch (error) {
     source.destroy()
@@ -79,6 +105,44 @@ export function partitionFilter(partitions: string[], params: Record<string, unk
   }
   // a tuple of quoted literals: 18.16 takes no array on the right of IN
   return `_partition_id IN (${partitions.map(quoteString).join(', ')})`
+}
+
+/**
+ * The hash of the rows just streamed, read by the server in a second query with the same filter
+ * (18.16 has no snapshot to share with the export). Only kept when that query saw exactly the rows
+ * stored: rows written meanwhile into the same partitions leave the object with its count only.
+ */
+async function streamedFingerprint(
+  conn: ClickHouseConnection,
+  opts: {
+    from: string
+    where: string
+    params: Record<string, unknown>
+    item: ExportItem
+    columnTypes: Column[]
+    rows: number | null
+    key: string
+  },
+): Promise<string | null> {
+  const read = await fingerprintOf(conn, {
+    source: opts.from,
+    columns: opts.columnTypes,
+    mode: 'full',
+    where: opts.where,
+    params: opts.params,
+    what: `fingerprint of ${conn.database}.${opts.item.table} (${opts.item.part})`,
+  })
+  if (read.hash !== null && read.rows === opts.rows) return read.hash
+  if (read.hash !== null) {
+    logger.warn('table changed during its export: its object keeps a row count only', {
+      table: opts.item.table,
+      part: opts.item.part,
+      key: opts.key,
+      storedRows: opts.rows,
+      rowsNow: read.rows,
+    })
+  }
+  return null
 }
 
 /** A partition key we are willing to repeat in a query: a column, or one function of a column. */

@@ -23,7 +23,9 @@ import type { ExportItem, RestoreItem } from '#core/payloads.ts'
 import { registerSecret } from '#core/redact.ts'
 import { type ClickHouseConnection, clickHouseFailure } from './connection.ts'
 import { assertTableName } from './ddl.ts'
+import { type Column, storedColumnTypes } from './describeDatabase.ts'
 import { partitionFilter } from './exportTable.ts'
+import { type FingerprintMode, fingerprintOf } from './fingerprint.ts'
 import { type Followed, followStatement } from './longStatement.ts'
 import { clearEarlierAttempt } from './restore/load.ts'
 import { bindQueryParams, qualifiedName, quoteIdentifier, quoteString } from './sql.ts'
@@ -98,11 +100,6 @@ export function objectUrl(target: ServerS3, key: string): string {
   return `${target.bucketUrl}/${key.split('/').map(encodeURIComponent).join('/')}`
 }
 
-export interface Column {
-  name: string
-  type: string
-}
-
 /** `s3(…)`'s structure argument: `name Type, …`, names quoted. */
 export function structureOf(columns: Column[]): string {
   return columns.map((c) => `${quoteIdentifier(c.name)} ${c.type}`).join(', ')
@@ -132,21 +129,6 @@ export function s3Function(
   return `s3(${url}, ${keys.map(quoteString).join(', ')}, ${tail})`
 }
 
-/** The columns a backup stores (not ALIAS or EPHEMERAL), with their types, in table order. */
-export async function storedColumnTypes(
-  conn: ClickHouseConnection,
-  database: string,
-  table: string,
-): Promise<Column[]> {
-  const rows = await conn.query<{ name: string; type: string; default_kind: string }>(
-    'SELECT name, type, default_kind FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position',
-    { d: database, t: table },
-  )
-  return rows
-    .filter((r) => r.default_kind !== 'ALIAS' && r.default_kind !== 'EPHEMERAL')
-    .map(({ name, type }) => ({ name, type }))
-}
-
 /** A statement's query id: unique per attempt, so following one never finds another. */
 export function newQueryId(): string {
   return `lsb-${randomUUID()}`
@@ -171,6 +153,8 @@ export async function exportThroughS3(
     queryId: string | null
     untilMs: number
     signal?: AbortSignal
+    /** `full`: the stored rows' hash is recorded too (core/fingerprint.ts). */
+    fingerprint?: FingerprintMode
   },
 ): Promise<Step<StoredObject>> {
   const { item } = opts
@@ -216,13 +200,13 @@ export async function exportThroughS3(
     if (followed === 'finished' && Date.now() >= opts.untilMs) return { state: 'running', queryId }
   }
   columns ??= await columnsOf()
-  const [{ n } = { n: 0 }] = await conn
-    .query<{ n: string | number }>(
-      `SELECT count() AS n FROM ${s3Function(opts.target, opts.key, columns, 'zstd')}`,
-    )
-    .catch((error: unknown) => {
-      throw clickHouseFailure(`${what}: counting the stored rows`, error)
-    })
+  // rows (and the fingerprint) of exactly what was stored: the server reads the object back
+  const counted = await fingerprintOf(conn, {
+    source: s3Function(opts.target, opts.key, columns, 'zstd'),
+    columns,
+    mode: opts.fingerprint === 'full' ? 'full' : 'rows',
+    what: `${what}: reading the stored rows`,
+  })
   const digest = await hashObject(opts.bucket, opts.key, opts.signal)
   return {
     state: 'done',
@@ -230,11 +214,12 @@ export async function exportThroughS3(
       key: opts.key,
       bytes: digest.bytes,
       sha256: digest.sha256,
-      rows: Number(n),
+      rows: counted.rows,
       table: item.table,
       part: item.part,
       ...(item.partitions && item.partitions.length > 1 ? { partitions: item.partitions } : {}),
       compression: 'zstd',
+      ...(counted.hash !== null ? { fingerprint: counted.hash } : {}),
     },
   }
 }

@@ -20,6 +20,8 @@ export interface DumpOptions {
   signal?: AbortSignal
   /** Bytes stored so far, every few MiB and once at the end. */
   onProgress?: (bytes: number) => void
+  /** An exported snapshot (`pg_export_snapshot()`) to dump, so that what else reads it sees the same data. */
+  snapshot?: string
 }
 
 export interface DumpResult {
@@ -30,6 +32,12 @@ export interface DumpResult {
   database: string
   /** What pg_dump compressed with: `zstd:1`, `gzip:6`, `none`. */
   compression: string
+}
+
+/** A snapshot id as pg_export_snapshot() prints it (`00000003-0000001B-1`), nothing else. */
+function snapshotId(id: string): string {
+  if (!/^[0-9A-F]+-[0-9A-F]+(-\d+)?$/i.test(id)) throw new PgDumpError(`not a snapshot id: ${JSON.stringify(id)}`)
+  return id
 }
 
 /** Every custom-format archive starts with these bytes; anything else is not a dump, whatever the exit code. */
@@ -58,6 +66,7 @@ export async function dumpPostgresToS3(options: DumpOptions): Promise<DumpResult
     '--no-password',
     // a table locked by someone else fails the dump after the stall limit instead of waiting for good
     `--lock-wait-timeout=${stallLimitMs()}`,
+    ...(options.snapshot ? [`--snapshot=${snapshotId(options.snapshot)}`] : []),
     ...toolConnectionArgs(target),
   ]
   const dump = spawnPgTool(tool.path, args, toolEnv(target, `${APPLICATION_NAME} pg_dump`, tool.path), {
