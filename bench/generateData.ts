@@ -6,7 +6,7 @@
  * bytes. Scale 1 is about 10 MB on disk (3 MB Postgres beyond an empty database, 7 MB ClickHouse).
  */
 import pg from 'pg'
-import { seedClickHouse, seedPostgres } from '#devtools/sampleData.ts'
+import { type ClickHouseFlavor, seedClickHouse, seedPostgres } from '#devtools/sampleData.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 
 export interface DataSizes {
@@ -24,6 +24,8 @@ export async function generateBenchData(opts: {
   database: string
   scale: number
   pgScale?: number
+  /** 18.16's syntax (default), or the current one (chdb and recent servers only). */
+  flavor?: ClickHouseFlavor
 }): Promise<void> {
   const admin = new pg.Client({ connectionString: opts.postgresAdminUrl })
   await admin.connect()
@@ -34,7 +36,7 @@ export async function generateBenchData(opts: {
   }
   await Promise.all([
     seedPostgres(opts.postgresUrl, opts.pgScale ?? opts.scale),
-    seedClickHouse(opts.clickhouse, opts.database, { scale: opts.scale, flavor: 'legacy' }),
+    seedClickHouse(opts.clickhouse, opts.database, { scale: opts.scale, flavor: opts.flavor ?? 'legacy' }),
   ])
   // Merges settle the parts the way a long-lived server would have them before a backup.
   const tables = await opts.clickhouse.query<{ name: string }>(

@@ -18,6 +18,17 @@ export interface OursRun extends Measurement {
   maxParallelTransfers: number
 }
 
+/**
+ * Seconds per state from the CLI's progress lines, `✓ ExportTables 8/8 batches · 1.2 GiB in 31.4 s`
+ * (or `in 1:02` from a minute on), in the order they ended; Parallel branches' states included.
+ */
+export function stateTimes(stderr: string): [string, number][] {
+  return [...stderr.matchAll(/^✓ (\S+).* in (?:(\d+):(\d\d)|([\d.]+) s)$/gm)].map((m): [string, number] => [
+    m[1]!,
+    m[4] !== undefined ? Number(m[4]) : Number(m[2]) * 60 + Number(m[3]),
+  ])
+}
+
 /** Runs the CLI with `args` under `env`; throws on a non-zero exit or when `timeoutMs` passes. */
 export async function runOurs(
   args: string[],
@@ -25,14 +36,15 @@ export async function runOurs(
     env: NodeJS.ProcessEnv
     timeoutMs: number
     label: string
-    clickhouse: ClickHouseConnection
+    /** Polled for parallel transfers; absent for chdb (the CLI's process holds the engine). */
+    clickhouse?: ClickHouseConnection
     checkout?: string
   },
 ): Promise<OursRun> {
   let maxParallel = 0
-  let polling = true
+  let polling = opts.clickhouse !== undefined
   const poll = (async () => {
-    while (polling) {
+    while (polling && opts.clickhouse) {
       const [row] = await opts.clickhouse
         .query<{ n: string }>(
           `SELECT count() AS n FROM system.processes WHERE query LIKE '%FORMAT Native%' AND query NOT LIKE '%system.processes%'`,
@@ -49,11 +61,7 @@ export async function runOurs(
       env: opts.env,
       timeoutMs: opts.timeoutMs,
     })
-    const states = [...run.stderr.matchAll(/^✓ (\S+) \(([\d.]+) s\)$/gm)].map((m): [string, number] => [
-      m[1]!,
-      Number(m[2]),
-    ])
-    return { ...run, states, maxParallelTransfers: maxParallel }
+    return { ...run, states: stateTimes(run.stderr), maxParallelTransfers: maxParallel }
   } finally {
     polling = false
     await poll

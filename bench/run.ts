@@ -54,6 +54,10 @@ const { values: argv } = parseArgs({
     'timeout-seconds': { type: 'string' },
     json: { type: 'string' },
     workdir: { type: 'string' },
+    /** `server` (clickhouse-server 18.16, the streaming path) or `chdb` (the server-side path). */
+    clickhouse: { type: 'string', default: 'server' },
+    /** chdb mode: `legacy` (the same tables as on 18.16) or `modern` table types. */
+    flavor: { type: 'string', default: 'legacy' },
   },
 })
 const scale = Number(argv.scale)
@@ -62,6 +66,25 @@ if (!(scale > 0) || !(pgScale > 0)) throw new Error('--scale and --pg-scale must
 // a child running longer than this is a hang: its process group is killed and the run fails
 const timeoutMs = Number(argv['timeout-seconds'] ?? Math.round(180 + scale * 6)) * 1000
 const database = 'langsight'
+if (argv.clickhouse === 'chdb') {
+  if (argv.variant.length || argv['pg-compress-levels'])
+    throw new Error('--clickhouse chdb: --variant and --pg-compress-levels are not supported')
+  if (argv.flavor !== 'legacy' && argv.flavor !== 'modern') throw new Error('--flavor: legacy or modern')
+  const { runChdbBench } = await import('./chdbBench.ts')
+  await runChdbBench({
+    scale,
+    pgScale,
+    timeoutMs,
+    flavor: argv.flavor,
+    runbook: !argv['no-runbook'],
+    steps: !argv['no-steps'],
+    workdir: argv.workdir,
+    json: argv.json,
+  })
+  // servers stopped, report written: nothing below is for this mode
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()))
+  process.exit(0)
+} else if (argv.clickhouse !== 'server') throw new Error('--clickhouse: server or chdb')
 const say = (text: string) => process.stderr.write(`\x1b[1m== ${text}\x1b[0m\n`)
 
 /** The LSB_* settings that shape the work, as core/config.ts reads them (defaults included). */
@@ -283,7 +306,7 @@ try {
       scratchPrefix: 'steps',
       postgres: await new BackupStore(s3.bucket, main.prefix).readManifest('postgres', ids.postgres),
       clickhouse: await new BackupStore(s3.bucket, main.prefix).readManifest('clickhouse', ids.clickhouse),
-      clickhouseConn: conn,
+      dropClickHouseDatabase: (name) => conn.command(`DROP DATABASE IF EXISTS \`${name}\``),
       dropPostgresDatabase: async (name) => {
         const admin = new pg.Client({ connectionString: pgServer.url('postgres') })
         await admin.connect()

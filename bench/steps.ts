@@ -8,7 +8,6 @@ import { join } from 'node:path'
 import { backupIdFor } from '#core/backupKeys.ts'
 import type { Manifest } from '#core/manifest.ts'
 import { restoreNames } from '#core/names.ts'
-import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { type Measurement, measure } from './measure.ts'
 
 const runStep = join(import.meta.dirname, 'runStep.ts')
@@ -28,9 +27,12 @@ export async function measureSteps(opts: {
   scratchPrefix: string
   postgres: Manifest
   clickhouse: Manifest
-  clickhouseConn: ClickHouseConnection
+  /** Drops a ClickHouse database (chdb: opened only while no step runs, one process at a time). */
+  dropClickHouseDatabase: (name: string) => Promise<void>
   dropPostgresDatabase: (name: string) => Promise<void>
   timeoutMs: number
+  /** Every export and load batch, each in a process of its own; else only batch 0 of each. */
+  allBatches?: boolean
 }): Promise<StepMeasurement[]> {
   /** A step's result: the last line of its stdout (the handler's own log lines come before it). */
   const resultOf = <T>(m: { stdout: string }): T => JSON.parse(m.stdout.trim().split('\n').at(-1)!) as T
@@ -55,17 +57,16 @@ export async function measureSteps(opts: {
   const planned = resultOf<{ batches: number[]; transfer: string }>(
     await step('listClickHouseTables', listed, 'plan', true),
   )
-  const exported = await step(
-    'exportBatch',
-    { backupId: listed.backupId, batch: 0, cursor: null },
-    'batch 0',
-    true,
-  )
-  const out = resultOf<{ bytes: number; items: number }>(exported)
-  results.push({
-    ...exported,
-    what: `batch 0 of ${planned.batches.length} (${planned.transfer}): ${out.items} item(s) → ${mib(out.bytes)}`,
-  })
+  // every batch when asked (the biggest item's batch is not known before), else batch 0
+  const exportBatches = opts.allBatches ? planned.batches.length : 1
+  for (let batch = 0; batch < exportBatches; batch++) {
+    const exported = await step('exportBatch', { backupId: listed.backupId, batch, cursor: null }, '', true)
+    const out = resultOf<{ bytes: number; items: number; done?: boolean }>(exported)
+    results.push({
+      ...exported,
+      what: `batch ${batch} of ${planned.batches.length} (${planned.transfer}): ${out.items} item(s) → ${mib(out.bytes)}${out.done === false ? ' (not done: more invocations needed)' : ''}`,
+    })
+  }
   const biggest = [...opts.clickhouse.objects].sort((a, b) => b.bytes - a.bytes)[0]!
   results.push(
     await step(
@@ -82,21 +83,23 @@ export async function measureSteps(opts: {
     ),
   )
   try {
-    results.push(
-      await step(
-        'loadClickHouseBatch',
-        {
-          backupId: opts.clickhouse.backupId,
-          targetDatabase: prepared.targetDatabase,
-          batches: prepared.batches,
-          batch: 0,
-          cursor: null,
-        },
-        `batch 0 of ${prepared.batches}`,
-      ),
-    )
+    for (let batch = 0; batch < (opts.allBatches ? prepared.batches : 1); batch++) {
+      results.push(
+        await step(
+          'loadClickHouseBatch',
+          {
+            backupId: opts.clickhouse.backupId,
+            targetDatabase: prepared.targetDatabase,
+            batches: prepared.batches,
+            batch,
+            cursor: null,
+          },
+          `batch ${batch} of ${prepared.batches}`,
+        ),
+      )
+    }
   } finally {
-    await opts.clickhouseConn.command(`DROP DATABASE IF EXISTS \`${restoreNames(SCRATCH).staging}\``)
+    await opts.dropClickHouseDatabase(restoreNames(SCRATCH).staging)
   }
   try {
     results.push(
