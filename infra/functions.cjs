@@ -29,6 +29,12 @@ const SECRETS = {
   slack: ['LSB_SLACK_WEBHOOK_URL_SSM', 'slackWebhookParameter', 'SlackWebhook'],
 }
 
+/**
+ * In the VPC of the databases (vpcSubnetIds): exactly the functions that open a Postgres or
+ * ClickHouse connection. The others reach only S3 and SSM (or Slack) and run outside any VPC,
+ * so they need no NAT gateway or endpoints; test/deploy/network.test.ts holds the rule.
+ */
+const IN_VPC = { inVpc: true }
 const BIG = { timeout: 900, memorySize: 1769 } // 1769 MB is one full vCPU: compression and hashing are CPU-bound
 const PG_TOOLS = { layers: [{ Ref: 'PgToolsLambdaLayer' }] }
 
@@ -40,6 +46,7 @@ const FUNCTIONS = {
     timeout: 30,
   },
   snapshotPostgres: {
+    ...IN_VPC,
     does: 'snapshotPostgres writes the dump under <prefix>/postgres/ and reads the Postgres URL',
     ...BIG,
     ...PG_TOOLS,
@@ -47,12 +54,14 @@ const FUNCTIONS = {
     statements: writeUnder('postgres/*'),
   },
   listClickHouseTables: {
+    ...IN_VPC,
     does: 'listClickHouseTables writes the backup plan under <prefix>/clickhouse/<id>/plan/ and reads the ClickHouse URL',
     timeout: 300,
     secret: 'clickhouse',
     statements: writeUnder('clickhouse/*/plan/*', ['s3:PutObject']),
   },
   exportBatch: {
+    ...IN_VPC,
     does: 'exportBatch writes table data under <prefix>/clickhouse/, reads it back, and reads the ClickHouse URL',
     ...BIG,
     secret: 'clickhouse',
@@ -100,6 +109,7 @@ const FUNCTIONS = {
     statements: readBackups,
   },
   loadPostgres: {
+    ...IN_VPC,
     does: 'loadPostgres reads a dump and the Postgres URL; it restores into <db>__lsb_restoring only',
     ...BIG,
     ...PG_TOOLS,
@@ -109,6 +119,7 @@ const FUNCTIONS = {
     statements: readBackups,
   },
   swapPostgres: {
+    ...IN_VPC,
     does: 'swapPostgres renames the loaded database into place; reads the manifest and the Postgres URL',
     timeout: 300,
     memorySize: 512,
@@ -116,24 +127,42 @@ const FUNCTIONS = {
     statements: readBackups,
   },
   prepareClickHouseRestore: {
+    ...IN_VPC,
     does: 'prepareClickHouseRestore reads manifests and the ClickHouse URL',
     timeout: 300,
     secret: 'clickhouse',
     statements: readBackups,
   },
   loadClickHouseBatch: {
+    ...IN_VPC,
     does: 'loadClickHouseBatch reads table data and the ClickHouse URL',
     ...BIG,
     secret: 'clickhouse',
     statements: readBackups,
   },
   commitClickHouseRestore: {
+    ...IN_VPC,
     does: 'commitClickHouseRestore swaps restored tables in; reads manifests and the ClickHouse URL',
     timeout: 300,
     secret: 'clickhouse',
     statements: readBackups,
   },
+  checkDrill: {
+    ...IN_VPC,
+    does: 'checkDrill fingerprints a drill scratch database and writes its record under <prefix>/<engine>/<id>/drills/',
+    ...BIG,
+    secret: ['postgres', 'clickhouse'],
+    statements: [...writeUnder('*/*/drills/*', ['s3:PutObject']), ...readBackups],
+  },
+  finishDrill: {
+    ...IN_VPC,
+    does: 'finishDrill drops a drill scratch database (drill names only) and writes its record under drills/',
+    timeout: 300,
+    secret: ['postgres', 'clickhouse'],
+    statements: [...writeUnder('*/*/drills/*', ['s3:PutObject']), ...readBackups],
+  },
   migrateToHead: {
+    ...IN_VPC,
     does: 'migrateToHead reads the Postgres URL to check the schema head',
     timeout: 900,
     memorySize: 512,
@@ -150,15 +179,16 @@ const assumeLambda = {
 
 function functions() {
   return Object.fromEntries(
-    Object.entries(FUNCTIONS).map(([name, { does, secret, statements, environment, ...settings }]) => {
+    Object.entries(FUNCTIONS).map(([name, { does, secret, statements, environment, inVpc, ...settings }]) => {
       const env = { ...environment }
-      if (secret) env[SECRETS[secret][0]] = `\${param:${SECRETS[secret][1]}}`
+      for (const one of [secret ?? []].flat()) env[SECRETS[one][0]] = `\${param:${SECRETS[one][1]}}`
       return [
         name,
         {
           handler: `functions/${name}.handler`,
           role: roleId(name),
           ...settings,
+          ...(inVpc ? { vpc: '${self:custom.lambdaVpc}' } : {}),
           ...(Object.keys(env).length > 0 ? { environment: env } : {}),
         },
       ]
@@ -170,7 +200,9 @@ function roles() {
   return Object.fromEntries(
     Object.entries(FUNCTIONS).map(([name, { does, secret, statements = [] }]) => {
       const all = [...statements]
-      if (secret) all.push(statement(`read${SECRETS[secret][2]}`), statement(`decrypt${SECRETS[secret][2]}`))
+      for (const one of [secret ?? []].flat()) {
+        all.push(statement(`read${SECRETS[one][2]}`), statement(`decrypt${SECRETS[one][2]}`))
+      }
       return [
         roleId(name),
         {
@@ -193,4 +225,4 @@ function roles() {
   )
 }
 
-module.exports = { functions, roles }
+module.exports = { functions, roles, FUNCTIONS }

@@ -3,154 +3,35 @@ import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join, relative, resolve } from 'node:path'
+import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
+import {
+  actionsOf,
+  functionsByKey,
+  type Json,
+  type Obj,
+  out,
+  PACKAGE_TIMEOUT_MS,
+  packagedTemplate,
+  type Resource,
+  repo,
+  resolveIfs,
+  resourcesOf,
+  roleIdOf,
+  roleStatements,
+  show,
+  type Template,
+} from './packagedTemplate.ts'
 
 /**
  * The AWS deployment, checked offline: `npm run package` (once, or reused when .serverless is newer
  * than every source) and assertions on the CloudFormation it produces and the zips it builds.
  */
-const repo = resolve(import.meta.dirname, '../..')
-const out = join(repo, '.serverless')
-const templateFile = join(out, 'cloudformation-template-update-stack.json')
-const PACKAGE_TIMEOUT_MS = 8 * 60_000
-
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
-type Obj = { [key: string]: Json }
-interface Resource {
-  Type: string
-  Properties: Obj
-  DeletionPolicy?: string
-  Condition?: string
-}
-interface Template {
-  Conditions: Record<string, Json>
-  Resources: Record<string, Resource>
-  Outputs: Record<string, { Value: Json }>
-}
-interface Statement {
-  Effect: string
-  Action: string | string[]
-  Resource?: Json
-  Condition?: Obj
-}
-
 const require = createRequire(import.meta.url)
 const aslValidator = require('asl-validator') as (definition: unknown) => {
   isValid: boolean
   errors: { message: string }[]
-}
-
-/** Newest modification time below a path (files only). */
-function newest(path: string): number {
-  if (!existsSync(path)) return 0
-  const stat = statSync(path)
-  if (!stat.isDirectory()) return stat.mtimeMs
-  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))))
-}
-
-/** Runs `npm run package` unless .serverless is newer than everything that goes into it. */
-async function ensurePackaged(): Promise<void> {
-  const sources = [
-    'serverless.yml',
-    'package.json',
-    'statemachines',
-    'functions',
-    'core',
-    'catalog',
-    'engines',
-    'notify',
-    'infra',
-    'scripts',
-    'layer/build',
-  ]
-  const built = existsSync(templateFile) ? statSync(templateFile).mtimeMs : 0
-  if (built > Math.max(...sources.map((s) => newest(join(repo, s))))) return
-  // Serverless v3 can hang after a failed esbuild run: the timeout turns that into a failure.
-  const child = spawn('bash', ['scripts/package.sh'], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  })
-  let log = ''
-  child.stdout.on('data', (d) => (log += d))
-  child.stderr.on('data', (d) => (log += d))
-  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), PACKAGE_TIMEOUT_MS)
-  const code = await new Promise<number | null>((done) => child.on('close', done))
-  clearTimeout(timer)
-  if (code !== 0) throw new Error(`npm run package failed (${code}):\n${log.slice(-4000)}`)
-}
-
-// ── CloudFormation helpers ────────────────────────────────────────────────────────────────────
-
-/** Evaluates the template's Conditions for the parameters it was packaged with (they are literals). */
-function conditionValue(template: Template, name: string): boolean {
-  const evaluate = (node: Json): boolean => {
-    const o = node as Obj
-    if ('Fn::Not' in o) return !evaluate((o['Fn::Not'] as Json[])[0]!)
-    if ('Fn::And' in o) return (o['Fn::And'] as Json[]).every(evaluate)
-    if ('Fn::Or' in o) return (o['Fn::Or'] as Json[]).some(evaluate)
-    if ('Fn::Equals' in o) {
-      const [a, b] = o['Fn::Equals'] as Json[]
-      return JSON.stringify(a) === JSON.stringify(b)
-    }
-    if ('Condition' in o) return conditionValue(template, o.Condition as string)
-    throw new Error(`cannot evaluate condition ${JSON.stringify(node)}`)
-  }
-  return evaluate(template.Conditions[name]!)
-}
-
-const NO_VALUE = Symbol('AWS::NoValue')
-
-/**
- * Resolves Fn::If as CloudFormation would. `branch` 'deployed' follows the packaged parameters;
- * 'configured' takes every true branch (what the stack grants once the option is configured).
- */
-function resolveIfs(
-  template: Template,
-  node: Json,
-  branch: 'deployed' | 'configured',
-): Json | typeof NO_VALUE {
-  if (Array.isArray(node)) {
-    return node.map((n) => resolveIfs(template, n, branch)).filter((n) => n !== NO_VALUE) as Json[]
-  }
-  if (node && typeof node === 'object') {
-    if ('Fn::If' in node) {
-      const [cond, yes, no] = node['Fn::If'] as [string, Json, Json]
-      const pick = branch === 'configured' || conditionValue(template, cond) ? yes : no
-      return resolveIfs(template, pick, branch)
-    }
-    if ((node as Obj).Ref === 'AWS::NoValue') return NO_VALUE
-    const outObj: Obj = {}
-    for (const [k, v] of Object.entries(node)) {
-      const r = resolveIfs(template, v, branch)
-      if (r !== NO_VALUE) outObj[k] = r
-    }
-    return outObj
-  }
-  return node
-}
-
-const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action])
-const resourcesOf = (s: Statement): Json[] =>
-  s.Resource === undefined ? [] : Array.isArray(s.Resource) ? s.Resource : [s.Resource]
-/** A resource as text, intrinsic functions included, for matching ARNs and patterns. */
-const show = (r: Json) => (typeof r === 'string' ? r : JSON.stringify(r))
-
-/** Every Allow statement of a role (inline policies and the managed policies it attaches). */
-function roleStatements(template: Template, roleId: string, branch: 'deployed' | 'configured'): Statement[] {
-  const role = resolveIfs(template, template.Resources[roleId]!.Properties as Json, branch) as Obj
-  const inline = ((role.Policies ?? []) as Obj[]).flatMap(
-    (p) => ((p.PolicyDocument as Obj).Statement ?? []) as unknown as Statement[],
-  )
-  const managed = ((role.ManagedPolicyArns ?? []) as Obj[]).flatMap((ref) => {
-    const policy = template.Resources[(ref as { Ref: string }).Ref]
-    if (!policy) return []
-    const doc = resolveIfs(template, policy.Properties.PolicyDocument!, branch) as Obj
-    return doc.Statement as unknown as Statement[]
-  })
-  return [...inline, ...managed].filter((s) => s.Effect === 'Allow')
 }
 
 /** The state machine definition with Serverless' Fn::Sub placeholders put back as their values. */
@@ -184,18 +65,6 @@ function taskStates(definition: Obj, refs: Record<string, Json> = {}): TaskState
   return found
 }
 
-function functionsByKey(template: Template): Map<string, { logicalId: string; resource: Resource }> {
-  const byKey = new Map<string, { logicalId: string; resource: Resource }>()
-  for (const [logicalId, resource] of Object.entries(template.Resources)) {
-    if (resource.Type !== 'AWS::Lambda::Function') continue
-    const name = resource.Properties.FunctionName as string
-    byKey.set(name.replace(/^langsight-backup-[^-]+-/, ''), { logicalId, resource })
-  }
-  return byKey
-}
-
-const roleIdOf = (fn: Resource) => ((fn.Properties.Role as Obj)['Fn::GetAtt'] as string[])[0]!
-
 // ── Expectations ──────────────────────────────────────────────────────────────────────────────
 
 /** Native integrations the restore machine may use, and the actions its role needs for each. */
@@ -208,6 +77,7 @@ const NATIVE_INTEGRATIONS: Record<string, string[]> = {
     'iam:PassRole',
   ],
   'arn:aws:states:::aws-sdk:ecs:updateService': ['ecs:UpdateService'],
+  'arn:aws:states:::aws-sdk:ecs:describeServices': ['ecs:DescribeServices'],
   'arn:aws:states:::lambda:invoke': ['lambda:InvokeFunction'],
 }
 
@@ -244,8 +114,7 @@ let template: Template
 let fns: Map<string, { logicalId: string; resource: Resource }>
 
 beforeAll(async () => {
-  await ensurePackaged()
-  template = JSON.parse(readFileSync(templateFile, 'utf8')) as Template
+  template = await packagedTemplate()
   fns = functionsByKey(template)
 }, PACKAGE_TIMEOUT_MS + 60_000)
 
@@ -333,42 +202,6 @@ describe('Function: serverless.yml state machines', () => {
     }
   })
 
-  it('schedules Postgres daily at 02:00 UTC and ClickHouse on Sundays at 03:00 UTC, each with its input', () => {
-    // Prepare
-    const rules = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Events::Rule')
-    // Act
-    const schedules = rules.map((r) => {
-      const target = (r.Properties.Targets as Obj[])[0]!
-      return {
-        cron: r.Properties.ScheduleExpression,
-        state: r.Properties.State,
-        input: JSON.parse(target.Input as string),
-        target: target.Arn,
-        roleId: ((target.RoleArn as Obj)['Fn::GetAtt'] as string[])[0]!,
-      }
-    })
-    // Assess
-    expect(schedules.map(({ roleId: _, ...s }) => s)).toEqual([
-      {
-        cron: 'cron(0 2 * * ? *)',
-        state: 'ENABLED',
-        input: { engines: ['postgres'] },
-        target: { Ref: 'BackupStateMachine' },
-      },
-      {
-        cron: 'cron(0 3 ? * SUN *)',
-        state: 'ENABLED',
-        input: { engines: ['clickhouse'] },
-        target: { Ref: 'BackupStateMachine' },
-      },
-    ])
-    for (const { roleId } of schedules) {
-      expect(roleStatements(template, roleId, 'deployed')).toEqual([
-        { Effect: 'Allow', Action: ['states:StartExecution'], Resource: { Ref: 'BackupStateMachine' } },
-      ])
-    }
-  })
-
   it('outputs both state machine ARNs and the bucket name', () => {
     expect(template.Outputs.BackupStateMachineArn?.Value).toEqual({ Ref: 'BackupStateMachine' })
     expect(template.Outputs.RestoreStateMachineArn?.Value).toEqual({ Ref: 'RestoreStateMachine' })
@@ -402,9 +235,6 @@ describe('Function: serverless.yml bucket', () => {
     expect(rules).toContainEqual(
       expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
     )
-    expect(rules).toContainEqual(
-      expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: '7' } }),
-    )
     expect((policy.Properties.PolicyDocument as Obj).Statement).toContainEqual(
       expect.objectContaining({
         Effect: 'Deny',
@@ -416,21 +246,12 @@ describe('Function: serverless.yml bucket', () => {
     )
   })
 
-  it('offers SSE-KMS with a given key and Object Lock with a retention that Prune is told about', () => {
-    // Prepare: the branches a stage takes when bucketKmsKeyArn / objectLockMode are set
+  it('offers SSE-KMS with a given key', () => {
+    // Prepare: the branch a stage takes when bucketKmsKeyArn is set
     const configured = resolveIfs(template, template.Resources.BackupBucket!.Properties, 'configured') as Obj
-    const deployed = resolveIfs(template, template.Resources.BackupBucket!.Properties, 'deployed') as Obj
     // Assess
     const sse = ((configured.BucketEncryption as Obj).ServerSideEncryptionConfiguration as Obj[])[0]!
     expect((sse.ServerSideEncryptionByDefault as Obj).SSEAlgorithm).toBe('aws:kms')
-    expect(configured.ObjectLockEnabled).toBe(true)
-    expect(configured.ObjectLockConfiguration).toMatchObject({
-      ObjectLockEnabled: 'Enabled',
-      Rule: { DefaultRetention: { Mode: expect.any(String), Days: expect.anything() } },
-    })
-    expect(deployed.ObjectLockConfiguration).toBeUndefined()
-    const prune = fns.get('prune')!.resource
-    expect((prune.Properties.Environment as Obj).Variables).toHaveProperty('LSB_OBJECT_LOCK_DAYS')
   })
 })
 
@@ -590,13 +411,12 @@ describe('Function: serverless.yml IAM', () => {
 })
 
 describe('Function: serverless.yml functions', () => {
-  it('runs every handler on nodejs22.x with its own timeout, tracing, the VPC parameters and settings', () => {
+  it('runs every handler on nodejs22.x with its own timeout, tracing and settings', () => {
     for (const [key, { resource }] of fns) {
       const p = resource.Properties
       expect(p.Runtime, key).toBe('nodejs22.x')
       expect(p.Handler, key).toBe(`functions/${key}.handler`)
       expect(p.TracingConfig, key).toEqual({ Mode: 'Active' })
-      expect(JSON.stringify(p.VpcConfig), key).toContain('HasVpc')
       const env = (p.Environment as Obj).Variables as Obj
       expect(env.LSB_BUCKET, key).toEqual({ Ref: 'BackupBucket' })
       expect(env.LSB_PREFIX, key).toBe('langsight-backups')
