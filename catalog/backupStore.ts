@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import { z } from 'zod'
 import {
   assertBackupId,
@@ -16,7 +17,14 @@ import { logger } from '#core/logger.ts'
 import { type Manifest, parseManifest, type StoredObject, storedObjectSchema } from '#core/manifest.ts'
 import { type ClickHousePlan, clickhousePlanSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
-import { deleteObjects, getText, type ListedObject, listObjects, putBytes } from './objectStore.ts'
+import {
+  deleteObjects,
+  getText,
+  type ListedObject,
+  listObjects,
+  ObjectExistsError,
+  putBytes,
+} from './objectStore.ts'
 import { type BackupListing, type PruneDecision, planPrune, type RetentionPolicy } from './retention.ts'
 
 /** Parses a stored JSON working file; a missing or invalid one is a ManifestError naming it. */
@@ -81,7 +89,10 @@ export class BackupStore {
     return listings
   }
 
-  /** Stores a ClickHouse backup's plan (ListClickHouseTables). */
+  /**
+   * Stores a ClickHouse backup's plan (ListClickHouseTables). Unconditional, like the batch results:
+   * these are working files a retried state rewrites; the manifest, written once, is the record.
+   */
   async writePlan(plan: ClickHousePlan): Promise<string> {
     const key = clickhousePlanKey(this.prefix, plan.backupId)
     await putBytes(this.bucket, key, JSON.stringify(plan), 'application/json')
@@ -102,6 +113,7 @@ export class BackupStore {
     return parseStored(z.array(storedObjectSchema), text, `s3://${this.bucket}/${key}`)
   }
 
+  /** Rewritten by every ExportBatch invocation of the batch's loop, so not a conditional write. */
   async writeBatchResult(backupId: string, batch: number, objects: StoredObject[]): Promise<void> {
     const key = exportBatchResultKey(this.prefix, backupId, batch)
     await putBytes(this.bucket, key, JSON.stringify(objects), 'application/json')
@@ -167,9 +179,25 @@ export class BackupStore {
       return this.readManifest(engine, idOrLatest)
     }
     const groups = await this.groupObjects(engine)
-    const newestFirst = [...groups.keys()].sort().reverse()
+    const found = await this.newestComplete(engine, () => true, groups)
+    if (found) return found
+    throw new BackupNotFoundError(
+      `no complete ${engine} backup under s3://${bucket}/${engineDir(prefix, engine)} ` +
+        `(${groups.size} backup id(s) found, none with a valid manifest)`,
+    )
+  }
+
+  /** The newest backup whose id passes `wanted` and whose manifest is valid; invalid ones are skipped with a warning. */
+  private async newestComplete(
+    engine: Engine,
+    wanted: (backupId: string) => boolean,
+    groups?: Map<string, ListedObject[]>,
+  ): Promise<Manifest | undefined> {
+    const { prefix } = this
+    const objects = groups ?? (await this.groupObjects(engine))
+    const newestFirst = [...objects.keys()].filter(wanted).sort().reverse()
     for (const id of newestFirst) {
-      if (!groups.get(id)!.some((o) => o.key === manifestKey(prefix, engine, id))) continue
+      if (!objects.get(id)!.some((o) => o.key === manifestKey(prefix, engine, id))) continue
       try {
         return await this.readManifest(engine, id)
       } catch (error) {
@@ -181,13 +209,14 @@ export class BackupStore {
         })
       }
     }
-    throw new BackupNotFoundError(
-      `no complete ${engine} backup under s3://${bucket}/${engineDir(prefix, engine)} ` +
-        `(${groups.size} backup id(s) found, none with a valid manifest)`,
-    )
+    return undefined
   }
 
-  /** Validates a manifest and writes it to `<prefix>/<engine>/<backupId>/manifest.json`; returns the key. */
+  /**
+   * Validates a manifest and writes it, once, to `<prefix>/<engine>/<backupId>/manifest.json`;
+   * returns the key. A retried commit that finds the same manifest (only `finishedAt` differs) is
+   * done; any other manifest at the key is an ObjectExistsError: a backup is never rewritten.
+   */
   async writeManifest(manifest: Manifest): Promise<string> {
     const valid = parseManifest(
       manifest,
@@ -199,8 +228,27 @@ export class BackupStore {
       )
     }
     const key = manifestKey(valid.prefix, valid.engine, valid.backupId)
-    await putBytes(this.bucket, key, `${JSON.stringify(valid, null, 2)}\n`, 'application/json')
+    try {
+      await putBytes(this.bucket, key, `${JSON.stringify(valid, null, 2)}\n`, 'application/json', {
+        ifNoneMatch: true,
+      })
+    } catch (error) {
+      if (!(error instanceof ObjectExistsError)) throw error
+      const stored = await this.readManifest(valid.engine, valid.backupId)
+      // compared as stored (JSON): an absent optional field and an undefined one are the same
+      const asJson = (m: Manifest): unknown => JSON.parse(JSON.stringify(m))
+      if (!isDeepStrictEqual(asJson({ ...stored, finishedAt: valid.finishedAt }), asJson(valid))) throw error
+      logger.info('manifest already written by an earlier attempt', { key })
+    }
     return key
+  }
+
+  /**
+   * The newest complete backup of `engine` older than `backupId` (the one a new backup is compared
+   * with), or undefined when there is none. Invalid manifests are skipped, as for `latest`.
+   */
+  async previous(engine: Engine, backupId: string): Promise<Manifest | undefined> {
+    return this.newestComplete(engine, (id) => id < backupId)
   }
 
   /**

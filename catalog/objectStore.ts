@@ -16,6 +16,37 @@ import { loadSettings } from '#core/config.ts'
 import { stallGuard, stallLimitMs } from '#core/deadline.ts'
 import { ChecksumMismatchError, TransientError } from '#core/errors.ts'
 
+/**
+ * A conditional write (`If-None-Match: *`) found another object at its key: backups are never
+ * overwritten. A retry that finds the very bytes it would write is not this error.
+ */
+export class ObjectExistsError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ObjectExistsError'
+  }
+}
+
+type S3Failure = { name?: string; $metadata?: { httpStatusCode?: number } }
+
+/** S3's answer to `If-None-Match: *` when the key exists (412 PreconditionFailed). */
+function keyExisted(error: unknown): boolean {
+  const e = error as S3Failure
+  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412
+}
+
+/**
+ * S3's 409 ConditionalRequestConflict: another conditional write to the key was in flight. S3 says
+ * to start the upload again, which a retry of the state does (and then meets the 412 and compares).
+ */
+function conditionalConflict(error: unknown, where: string): Error | undefined {
+  const e = error as S3Failure
+  if (e?.name !== 'ConditionalRequestConflict' && e?.$metadata?.httpStatusCode !== 409) return undefined
+  return new TransientError(`${where}: another write to the same key was in progress (409)`, {
+    cause: error,
+  })
+}
+
 export interface ObjectDigest {
   bytes: number
   sha256: string
@@ -99,9 +130,12 @@ export interface UploadOptions {
 }
 
 /**
- * Streams `source` into an S3 object while computing its sha256 and size. Nothing is staged:
+ * Streams `source` into a NEW S3 object while computing its sha256 and size. Nothing is staged:
  * memory is bounded by the multipart queue. Any error — in the source, a transform,
  * `beforeComplete` or S3 — aborts the multipart upload, so no partial object is left behind.
+ * The write is conditional (`If-None-Match: *`, on PutObject or CompleteMultipartUpload): when the
+ * key exists, the stored object is re-hashed, and it is this object's digest when the bytes are
+ * the same (a retried state); otherwise an ObjectExistsError, and the stored object stays.
  */
 export async function uploadStream(source: Readable, options: UploadOptions): Promise<ObjectDigest> {
   const { stream: hasher, digest } = digestStream()
@@ -119,6 +153,8 @@ export async function uploadStream(source: Readable, options: UploadOptions): Pr
       Key: options.key,
       Body: body,
       ContentType: options.contentType ?? 'application/octet-stream',
+      // lib-storage passes it on to PutObject (one part) or CompleteMultipartUpload, where S3 checks it
+      IfNoneMatch: '*',
     },
     partSize: UPLOAD_PART_BYTES,
     queueSize: UPLOAD_QUEUE_SIZE,
@@ -151,21 +187,56 @@ export async function uploadStream(source: Readable, options: UploadOptions): Pr
         .send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: upload.uploadId }))
         .catch(() => {})
     }
-    throw failure
+    const where = `s3://${options.bucket}/${options.key}`
+    if (keyExisted(failure)) return sameAsStored(options.bucket, options.key, digest(), options.signal)
+    throw conditionalConflict(failure, where) ?? failure
   }
   return digest()
 }
 
-/** Writes a small object (a manifest) in one request. */
+/** The digest of what a conditional write streamed when S3 already holds those very bytes. */
+async function sameAsStored(
+  bucket: string,
+  key: string,
+  ours: ObjectDigest,
+  signal?: AbortSignal,
+): Promise<ObjectDigest> {
+  const stored = await hashObject(bucket, key, signal)
+  if (stored.sha256 === ours.sha256 && stored.bytes === ours.bytes) return ours
+  throw new ObjectExistsError(
+    `s3://${bucket}/${key} already exists with other content (${stored.bytes} bytes sha256 ${stored.sha256}; ` +
+      `this write: ${ours.bytes} bytes sha256 ${ours.sha256}); backups are never overwritten`,
+  )
+}
+
+export interface PutOptions {
+  /**
+   * `If-None-Match: *`: never replace an object. When the key exists with the same bytes (a retry)
+   * the write counts as done; with other bytes it is an ObjectExistsError.
+   */
+  ifNoneMatch?: boolean
+}
+
+/** Writes a small object (a manifest, a plan) in one request. */
 export async function putBytes(
   bucket: string,
   key: string,
   body: string | Uint8Array,
   contentType: string,
+  options: PutOptions = {},
 ): Promise<void> {
-  await s3Client().send(
-    new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }),
-  )
+  const IfNoneMatch = options.ifNoneMatch ? '*' : undefined
+  try {
+    await s3Client().send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType, IfNoneMatch }),
+    )
+  } catch (error) {
+    const where = `s3://${bucket}/${key}`
+    if (!(IfNoneMatch && keyExisted(error))) throw conditionalConflict(error, where) ?? error
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body
+    const ours = { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') }
+    await sameAsStored(bucket, key, ours)
+  }
 }
 
 /** A readable stream of an object's bytes. The caller consumes it to the end or destroys it. */

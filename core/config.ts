@@ -122,6 +122,8 @@ const settingsSchema = z.object({
   LSB_MIGRATE_ECS_CONTAINER: z.string().default('api'),
   LSB_MIGRATE_ECS_SUBNETS: list.default([]),
   LSB_MIGRATE_ECS_SECURITY_GROUPS: list.default([]),
+  /** The migration task's awsvpc AssignPublicIp: ENABLED only in a public subnet without NAT (docs/DEPLOY.md §9). */
+  LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP: z.enum(['ENABLED', 'DISABLED']).default('DISABLED'),
   LSB_MIGRATE_TIMEOUT_SECONDS: int(1, 3600).default(600),
   /** JSON: [{"cluster":"langsight","service":"api","desiredCount":2}] — writers stopped during a restore. */
   LSB_QUIESCE_SERVICES: json(
@@ -134,6 +136,10 @@ const settingsSchema = z.object({
     ),
     '[{"cluster":"…","service":"…","desiredCount":2}]',
   ).optional(),
+  /** How long a restore waits for the stopped writers to drain (runningCount 0), and for them to be back, each. */
+  LSB_QUIESCE_TIMEOUT_SECONDS: int(1, 3600).default(600),
+  /** How often it looks (each look is a few Step Functions history events). */
+  LSB_QUIESCE_POLL_SECONDS: int(1, 300).default(10),
   LSB_EXPECTED_SCHEMA_HEAD: z.string().optional(),
 })
 
@@ -159,6 +165,14 @@ const STRATEGY_OF = {
  * migration runs after a restore must be said once, explicitly).
  */
 function settingsThatWouldDoNothing(s: Settings): string[] {
+  // the deployed stack always passes DISABLED (the default): only ENABLED asks for something
+  const publicIp =
+    s.LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP === 'ENABLED' && s.LSB_MIGRATE_STRATEGY !== 'ecs'
+      ? [
+          `LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP=ENABLED but LSB_MIGRATE_STRATEGY is ${s.LSB_MIGRATE_STRATEGY}, so it would do ` +
+            'nothing (set LSB_MIGRATE_STRATEGY=ecs, or unset it)',
+        ]
+      : []
   return Object.entries(STRATEGY_OF)
     .filter(([name, strategy]) => {
       const value = s[name as keyof typeof STRATEGY_OF]
@@ -170,6 +184,7 @@ function settingsThatWouldDoNothing(s: Settings): string[] {
         `${name} is set but LSB_MIGRATE_STRATEGY is ${s.LSB_MIGRATE_STRATEGY}, so it would do nothing ` +
         `(set LSB_MIGRATE_STRATEGY=${strategy}, or unset ${name})`,
     )
+    .concat(publicIp)
 }
 
 /**

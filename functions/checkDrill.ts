@@ -4,6 +4,7 @@ import { type TableCheck, writeDrillRecord } from '#catalog/drillRecords.ts'
 import { requireSecret } from '#core/config.ts'
 import { compareFingerprints, expectedFingerprints, type TableFingerprint } from '#core/fingerprint.ts'
 import { logger } from '#core/logger.ts'
+import { recordDrill } from '#core/metrics.ts'
 import { restoreNames } from '#core/names.ts'
 import { backupIdSchema, databaseNameSchema, engineSchema, executionFields } from '#core/payloads.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
@@ -106,6 +107,11 @@ export async function run(
     finishedAt: finishedAt.toISOString(),
     seconds: (finishedAt.getTime() - Date.parse(startedAt)) / 1000,
     tables,
+  })
+  recordDrill(engine, {
+    succeeded: mismatched.length === 0,
+    mismatchedTables: mismatched.length,
+    durationSeconds: (finishedAt.getTime() - Date.parse(startedAt)) / 1000,
   })
   logger.info('drill compared', { tables: tables.length, mismatched: mismatched.map((t) => t.table), key })
   return {

@@ -6,6 +6,7 @@ import { backupDir, drillOfKey, type Engine } from '#core/backupKeys.ts'
 import { requireSecret } from '#core/config.ts'
 import { DrillMismatchError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
+import { recordDrill } from '#core/metrics.ts'
 import { isDrillDatabase, restoreNames } from '#core/names.ts'
 import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
@@ -96,6 +97,8 @@ export async function run({
     logger.info('drill databases dropped', { engine, database: target.database })
     if (failure && !(await recorded(engine, target.backupId, drill.drillId))) {
       const finishedAt = new Date()
+      const seconds = (finishedAt.getTime() - Date.parse(startedAt)) / 1000
+      recordDrill(engine, { succeeded: false, mismatchedTables: 0, durationSeconds: seconds })
       await writeDrillRecord(backupStore(), {
         drillId: drill.drillId,
         engine,
@@ -106,7 +109,7 @@ export async function run({
         fingerprints: 'none',
         startedAt,
         finishedAt: finishedAt.toISOString(),
-        seconds: (finishedAt.getTime() - Date.parse(startedAt)) / 1000,
+        seconds,
         tables: [],
         failedState: failedState ?? 'unknown',
         error: redact(`${failure.Error ?? 'Error'}: ${failure.Cause ?? ''}`).slice(0, 2000),

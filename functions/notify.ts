@@ -1,11 +1,12 @@
 import { z } from 'zod'
 import { ENGINES } from '#core/backupKeys.ts'
-import { getSecret, loadSettings } from '#core/config.ts'
+import { getSecret, loadSettings, type Settings } from '#core/config.ts'
 import { logger } from '#core/logger.ts'
 import { restoreNames } from '#core/names.ts'
 import { backupIdSchema, engineSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
+import { alarmMessage, parseAlarm, snsEventSchema } from '#notify/alarmMessage.ts'
 import {
   causeSummary,
   failureMessage,
@@ -63,12 +64,17 @@ const input = z.discriminatedUnion('outcome', [
           bytes: z.number(),
           rows: z.number().nullable(),
           objects: z.number(),
+          /** CommitManifest's warnings (a backup much smaller than the previous one). */
+          warnings: z.array(z.string()).default([]),
         }),
       )
       .default([]),
     pruned: z.number().optional(),
   }),
 ])
+
+/** A state's input, or an SNS delivery when the function is subscribed to the alarm topic. */
+const event = z.union([snsEventSchema, input])
 
 type Input = z.output<typeof input>
 type Failure = Extract<Input, { outcome: 'failure' }>
@@ -116,19 +122,40 @@ function mixedOutcome(event: Failure): MixedRestore | undefined {
   }
 }
 
+function settingsIfValid(): Settings | undefined {
+  try {
+    return loadSettings()
+  } catch {
+    return undefined
+  }
+}
+
 /**
- * Tells Slack: always on failure, on success only when LSB_NOTIFY_SUCCESS is on. On failure it
- * returns the error and redacted cause for the Fail state, and a Slack outage does not hide them:
- * the failure stays in the execution's status either way.
+ * Tells Slack: always on failure and on a success with warnings, on a plain success only when
+ * LSB_NOTIFY_SUCCESS is on; and each CloudWatch alarm SNS delivers. On failure it returns the error
+ * and redacted cause for the Fail state, and a Slack outage does not hide them: the failure stays in
+ * the execution's status either way.
  */
-export async function run(event: Input) {
-  const settings = loadSettings()
-  const region = settings.AWS_REGION
+export async function run(received: z.output<typeof event>) {
+  if ('Records' in received) return notifyAlarms(received.Records.map((r) => r.Sns.Message))
+  const event: Input = received
+  // a failure is reported even when the settings are what failed (a ConfigError): only its
+  // message needs them, and only for the console link's region
+  const settings = event.outcome === 'success' ? loadSettings() : settingsIfValid()
+  const region = settings?.AWS_REGION ?? process.env.AWS_REGION ?? 'us-east-1'
   const executionArn = event.executionId.startsWith('arn:') ? event.executionId : undefined
   if (event.outcome === 'success') {
-    if (!settings.LSB_NOTIFY_SUCCESS) return { sent: false, reason: 'success messages off' }
-    const message = successMessage({ ...event, finishedAt: new Date().toISOString(), executionArn, region })
-    return send(message, 'success')
+    const warnings = event.backups.flatMap((b) => b.warnings)
+    if (!settings?.LSB_NOTIFY_SUCCESS && warnings.length === 0)
+      return { sent: false, reason: 'success messages off' }
+    const message = successMessage({
+      ...event,
+      warnings,
+      finishedAt: new Date().toISOString(),
+      executionArn,
+      region,
+    })
+    return send(message, warnings.length ? 'warning' : 'success')
   }
   const error = event.failure.Error ?? 'UnknownError'
   const cause = causeSummary(event.failure.Cause ?? '')
@@ -149,6 +176,19 @@ export async function run(event: Input) {
   }
 }
 
+/**
+ * Posts each alarm (all validated first). A Slack failure is thrown: Lambda retries an SNS
+ * delivery, and an alarm must not be dropped quietly.
+ */
+async function notifyAlarms(messages: string[]) {
+  const alarms = messages.map(parseAlarm)
+  let sent = 0
+  for (const alarm of alarms) {
+    if ((await send(alarmMessage(alarm), 'alarm')).sent) sent++
+  }
+  return { sent: sent > 0, alarms: alarms.length }
+}
+
 async function send(message: SlackMessage, outcome: string): Promise<{ sent: boolean; reason?: string }> {
   const webhook = await getSecret('LSB_SLACK_WEBHOOK_URL')
   if (!webhook) {
@@ -159,4 +199,4 @@ async function send(message: SlackMessage, outcome: string): Promise<{ sent: boo
   return { sent: true }
 }
 
-export const handler = stateHandler('Notify', input, run)
+export const handler = stateHandler('Notify', event, run)

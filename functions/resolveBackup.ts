@@ -60,6 +60,7 @@ function migratePlan(requested: 'default' | 'none') {
       container: s.LSB_MIGRATE_ECS_CONTAINER,
       subnets: s.LSB_MIGRATE_ECS_SUBNETS,
       securityGroups: s.LSB_MIGRATE_ECS_SECURITY_GROUPS,
+      assignPublicIp: s.LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP,
       command: ['uv', 'run', 'alembic', 'upgrade', 'head'],
     },
     functionName: s.LSB_MIGRATE_FUNCTION ?? '',
@@ -123,9 +124,13 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
     clickhouse: ch && { backupId: ch.backupId, targetDatabase: targets.clickhouseDatabase ?? null },
     verify: [...verifyItems(pg, s), ...verifyItems(ch, s)],
     // A restore into other databases (a drill) leaves the writers of the live ones running.
-    quiesce: otherDatabases
-      ? { enabled: false, services: [] }
-      : { enabled: (s.LSB_QUIESCE_SERVICES ?? []).length > 0, services: s.LSB_QUIESCE_SERVICES ?? [] },
+    quiesce: {
+      ...(otherDatabases
+        ? { enabled: false, services: [] }
+        : { enabled: (s.LSB_QUIESCE_SERVICES ?? []).length > 0, services: s.LSB_QUIESCE_SERVICES ?? [] }),
+      timeoutSeconds: s.LSB_QUIESCE_TIMEOUT_SECONDS,
+      pollSeconds: s.LSB_QUIESCE_POLL_SECONDS,
+    },
     migrate: { ...migrate, run: pg !== null && migrate.strategy !== 'none' },
     // A restore without migration restores an old schema on purpose: its head is not checked either.
     checkHead: pg !== null && Boolean(s.LSB_EXPECTED_SCHEMA_HEAD) && request.migrate !== 'none' && !drill,

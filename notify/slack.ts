@@ -48,6 +48,8 @@ export interface SuccessNotice {
   executionArn?: string
   region: string
   pruned?: number
+  /** Things worth a look although it succeeded (a backup much smaller than the previous one). */
+  warnings?: string[]
 }
 
 type Text = { type: 'mrkdwn' | 'plain_text'; text: string }
@@ -171,9 +173,13 @@ function mixedBlocks(m: MixedRestore): SlackBlock[] {
   ]
 }
 
-/** The success summary: per backup its id, size, rows and objects; the duration; what was pruned. */
+/**
+ * The success summary: per backup its id, size, rows and objects; the duration; what was pruned;
+ * and any warnings, which then lead the message.
+ */
 export function successMessage(n: SuccessNotice): SlackMessage {
   const what = n.stateMachine === 'backup' ? 'Backup' : 'Restore'
+  const warnings = n.warnings ?? []
   const duration = formatDuration(Date.parse(n.finishedAt) - Date.parse(n.startedAt))
   const total = n.backups.reduce((sum, b) => sum + b.bytes, 0)
   const lines = n.backups.map(
@@ -182,7 +188,10 @@ export function successMessage(n: SuccessNotice): SlackMessage {
       `${b.rows === null ? 'rows not counted' : `${formatCount(b.rows)} rows`}, ${formatCount(b.objects)} object(s)`,
   )
   const blocks: SlackBlock[] = [
-    { type: 'header', text: plain(`${what} succeeded`) },
+    { type: 'header', text: plain(`${what} succeeded${warnings.length ? ' with a warning' : ''}`) },
+    ...warnings.map(
+      (w): SlackBlock => ({ type: 'section', text: md(`:warning: ${esc(truncate(redact(w), 2900))}`) }),
+    ),
     { type: 'section', text: md(lines.length ? lines.join('\n') : 'no backups') },
     {
       type: 'context',
@@ -197,9 +206,15 @@ export function successMessage(n: SuccessNotice): SlackMessage {
   ]
   const link = executionLink(n.executionArn, n.region)
   if (link) blocks.push({ type: 'section', text: md(link) })
+  const summary = `${n.stateMachine} succeeded (${humanBytes(total)}, ${duration})`
   return {
-    text: redact(
-      `:white_check_mark: langsight-backup: ${n.stateMachine} succeeded (${humanBytes(total)}, ${duration})`,
+    text: truncate(
+      redact(
+        warnings.length
+          ? `:warning: langsight-backup: ${summary}, with a warning: ${warnings.join(' · ')}`
+          : `:white_check_mark: langsight-backup: ${summary}`,
+      ),
+      300,
     ),
     blocks,
   }

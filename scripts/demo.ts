@@ -114,6 +114,12 @@ try {
     }
   }
   say(same ? 'Every table matches its backup.' : 'MISMATCH: see above')
+
+  say(
+    'Drill: prove the latest backups restorable in scratch databases, table by table, without touching live ones',
+  )
+  cli('drill', '--local')
+  cli('list')
   process.exitCode = same ? 0 : 1
 } finally {
   await Promise.all([pgServer.stop(), s3.stop()])

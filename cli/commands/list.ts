@@ -1,6 +1,6 @@
 import { Command } from 'commander'
 import { backupStore } from '#catalog/backupStore.ts'
-import type { Engine } from '#core/backupKeys.ts'
+import { type Engine, provenAt } from '#core/backupKeys.ts'
 import { humanBytes } from '#core/humanBytes.ts'
 import { engineOption, engines, print } from '../output.ts'
 
@@ -12,8 +12,15 @@ export function listCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (opts) => {
       const store = backupStore()
-      const rows: { engine: Engine; backupId: string; complete: boolean; bytes: number; objects: number }[] =
-        []
+      const rows: {
+        engine: Engine
+        backupId: string
+        complete: boolean
+        bytes: number
+        objects: number
+        /** When a drill last proved it restorable (the drill's id, a UTC time), or null. */
+        provenAt: string | null
+      }[] = []
       for (const engine of engines(opts.engine)) {
         for (const b of await store.list(engine)) {
           if (b.complete || opts.all)
@@ -23,6 +30,7 @@ export function listCommand(): Command {
               complete: b.complete,
               bytes: b.bytes,
               objects: b.keys.length,
+              provenAt: provenAt(b.keys),
             })
         }
       }
@@ -32,7 +40,8 @@ export function listCommand(): Command {
           : rows
               .map(
                 (r) =>
-                  `${r.engine.padEnd(10)} ${r.backupId}  ${humanBytes(r.bytes).padStart(10)}  ${r.objects} object(s)${r.complete ? '' : '  INCOMPLETE'}`,
+                  `${r.engine.padEnd(10)} ${r.backupId}  ${humanBytes(r.bytes).padStart(10)}  ${String(r.objects).padStart(5)} object(s)  ` +
+                  (r.complete ? (r.provenAt ? `proven ${r.provenAt}` : 'not drilled') : 'INCOMPLETE'),
               )
               .join('\n'),
       )

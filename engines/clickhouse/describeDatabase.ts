@@ -131,7 +131,8 @@ export async function storedColumnTypes(
   table: string,
 ): Promise<Column[]> {
   const rows = await conn.query<{ name: string; type: string; default_kind: string }>(
-    'SELECT name, type, default_kind FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position',
+    // in table order, as system.columns lists them (18.16 has no `position` column to sort by)
+    'SELECT name, type, default_kind FROM system.columns WHERE database = {d:String} AND table = {t:String}',
     { d: database, t: table },
   )
   return rows

@@ -36,7 +36,8 @@ export interface DumpResult {
 
 /** A snapshot id as pg_export_snapshot() prints it (`00000003-0000001B-1`), nothing else. */
 function snapshotId(id: string): string {
-  if (!/^[0-9A-F]+-[0-9A-F]+(-\d+)?$/i.test(id)) throw new PgDumpError(`not a snapshot id: ${JSON.stringify(id)}`)
+  if (!/^[0-9A-F]+-[0-9A-F]+(-\d+)?$/i.test(id))
+    throw new PgDumpError(`not a snapshot id: ${JSON.stringify(id)}`)
   return id
 }
 

@@ -3,6 +3,7 @@ import type { Context } from 'aws-lambda'
 import type { z } from 'zod'
 import { NETWORK_ERROR_CODES, TransientError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
+import { flushMetrics } from '#core/metrics.ts'
 import { redact } from '#core/redact.ts'
 
 export interface StateContext {
@@ -75,7 +76,10 @@ export function stateHandler<S extends z.ZodType, Out, Extra extends object = ob
       logger.appendKeys({ state })
       request.event = parseStateInput(state, schema, request.event)
     })
+    // metrics recorded by `run` go out once per invocation, also when it failed after recording
+    .after(async () => flushMetrics())
     .onError(async (request) => {
+      flushMetrics()
       request.error = classifyError(request.error)
       logger.error(`${state} failed`, { errorName: request.error.name, errorMessage: request.error.message })
     })

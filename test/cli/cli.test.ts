@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,6 +12,7 @@ import {
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import { createPostgresDatabase, uniquePrefix } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
+import { corruptStoredObject, storedFile } from '../support/storedObjects.ts'
 
 const root = join(import.meta.dirname, '../..')
 let env: NodeJS.ProcessEnv
@@ -126,6 +127,61 @@ describe('CLI: langsight-backup', () => {
     expect(JSON.parse(restore.stdout)).toMatchObject({ postgres: ids.postgres, clickhouse: ids.clickhouse })
     expect(await chHash()).toEqual(chBefore)
     expect(await postgresContentHash(pgUrl)).toEqual(pgBefore)
+  })
+
+  it('drill --local --json proves the latest backups per table, and list shows them proven', async () => {
+    // Act
+    const drill = await cli('drill', '--local', '--json')
+    // Assess
+    expect(drill.code).toBe(0)
+    const report = JSON.parse(drill.stdout) as {
+      passed: boolean
+      engines: {
+        engine: string
+        passed: boolean
+        tables: { table: string; rows: number; match: boolean }[]
+      }[]
+    }
+    expect(report.passed).toBe(true)
+    expect(report.engines.map((e) => e.engine).sort()).toEqual(['clickhouse', 'postgres'])
+    const spans = report.engines
+      .find((e) => e.engine === 'clickhouse')!
+      .tables.find((t) => t.table === 'tool_call_spans')!
+    expect(spans.match).toBe(true)
+    expect(spans.rows).toBeGreaterThan(0)
+    const list = JSON.parse((await cli('list', '--json')).stdout) as { provenAt: string | null }[]
+    expect(list.every((b) => b.provenAt !== null)).toBe(true)
+  })
+
+  it('drill exits 1 and reports where a drill of a damaged backup failed', async () => {
+    // Prepare: the latest Postgres dump loses a byte at rest
+    const list = JSON.parse((await cli('list', '--json', '--engine', 'postgres')).stdout) as {
+      backupId: string
+    }[]
+    const backupId = list.at(-1)!.backupId
+    const key = `${env.LSB_PREFIX}/postgres/${backupId}/postgres.dump`
+    const file = storedFile(key)
+    copyFileSync(file, `${file}.saved`)
+    corruptStoredObject(key)
+    try {
+      // Act
+      const drill = await cli('drill', '--local', '--postgres', backupId, '--json')
+      // Assess
+      expect(drill.code).toBe(1)
+      const report = JSON.parse(drill.stdout) as {
+        passed: boolean
+        error: string
+        engines: { passed: boolean; error: string }[]
+      }
+      expect(report.passed).toBe(false)
+      expect(report.error).toMatch(/ChecksumMismatchError/)
+      expect(report.engines).toHaveLength(1)
+      expect(report.engines[0]!.passed).toBe(false)
+      expect(report.engines[0]!.error).toMatch(/ChecksumMismatchError/)
+    } finally {
+      copyFileSync(`${file}.saved`, file)
+      rmSync(`${file}.saved`)
+    }
   })
 
   it('exits 1 naming the failed state and the unreachable database', async () => {

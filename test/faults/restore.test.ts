@@ -798,14 +798,27 @@ describe('Restore under faults: between the two swaps (Postgres restored, ClickH
       calls,
       nativeHandlers: {
         StopWriters: record('StopWriters'),
+        DescribeStoppingWriters: settled(0),
         StartWriters: record('StartWriters'),
+        DescribeStartingWriters: settled(),
         RestartWriters: record('RestartWriters'),
       },
     }
   }
+  /** describeServices of a service that has settled: drained (0), or at its desired count. */
+  function settled(running?: number) {
+    return async (input: unknown) => {
+      const name = (input as { Services: string[] }).Services[0]!
+      const count = running ?? services.find((s) => s.service === name)!.desiredCount
+      return { Services: [{ ServiceName: name, RunningCount: count, DesiredCount: count }] }
+    }
+  }
   const stopped = services.map((s) => `StopWriters ${s.service} 0`).sort()
   const started = (state: string) => services.map((s) => `${state} ${s.service} ${s.desiredCount}`).sort()
-  const withQuiesce = () => ({ LSB_QUIESCE_SERVICES: JSON.stringify(services) })
+  const withQuiesce = () => ({
+    LSB_QUIESCE_SERVICES: JSON.stringify(services),
+    LSB_QUIESCE_POLL_SECONDS: '1',
+  })
 
   /** Postgres as the message says: restored, and what it replaced kept in `<db>__lsb_previous`. */
   async function expectPostgresRestored(before: Awaited<ReturnType<typeof fingerprint>>) {

@@ -141,6 +141,21 @@ describe('State machine: backup', () => {
     expect(await keysUnder(prefix)).toEqual([])
   })
 
+  it('reports a bad setting to Slack too: the failure notification does not need the settings that failed', async () => {
+    // Prepare: a setting out of its range fails the first state that reads the settings
+    const prefix = uniquePrefix('badsetting')
+    configure(prefix, { LSB_MAP_CONCURRENCY: '0' })
+    // Act
+    const run = runStateMachine('backup', { engines: ['postgres'] })
+    // Assess
+    await expect(run).rejects.toThrow(/ConfigError.*LSB_MAP_CONCURRENCY/)
+    expect(slack.messages).toHaveLength(1)
+    expect(slack.messages[0]!.text).toContain('ConfigError')
+    expect(slack.messages[0]!.raw).toContain('LSB_MAP_CONCURRENCY')
+    configure(prefix, { LSB_MAP_CONCURRENCY: undefined })
+    expect(await keysUnder(prefix)).toEqual([])
+  })
+
   it('fails at VerifyPostgresDump when a stored byte is corrupted before it is re-read: no manifest, Slack names the state and the object', async () => {
     const prefix = uniquePrefix('corrupt')
     configure(prefix)

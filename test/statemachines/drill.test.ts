@@ -61,7 +61,7 @@ async function pgDatabases(): Promise<string[]> {
 
 async function scratchLeft(): Promise<string[]> {
   const ours = (await ch.query<{ name: string }>('SELECT name FROM system.databases')).map((r) => r.name)
-  return [...(await pgDatabases()), ...ours].filter((n) => n.includes('__lsb_'))
+  return [...(await pgDatabases()), ...ours].filter((n) => n.includes('__lsb_drill_'))
 }
 
 /** Backs up both engines of the test's databases and returns the backup ids. */

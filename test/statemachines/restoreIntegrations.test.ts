@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runStateMachine } from '#cli/local/runStateMachine.ts'
@@ -36,6 +35,15 @@ function recorder() {
   return { calls, record }
 }
 
+/** describeServices of a service that has already settled: drained (0), or at its desired count. */
+function settled(running?: number) {
+  return async (input: unknown) => {
+    const name = (input as { Services: string[] }).Services[0]!
+    const count = running ?? services.find((s) => s.service === name)!.desiredCount
+    return { Services: [{ ServiceName: name, RunningCount: count, DesiredCount: count }] }
+  }
+}
+
 beforeAll(async () => {
   slack = await startSlackSink()
   pgUrl = (await createPostgresDatabase('sm_native')).url
@@ -55,6 +63,7 @@ describe('State machine: restore with native integrations', () => {
   it('stops the writers, migrates through the Lambda integration, checks the head, starts the writers', async () => {
     useEnv({
       LSB_QUIESCE_SERVICES: JSON.stringify(services),
+      LSB_QUIESCE_POLL_SECONDS: '1',
       LSB_MIGRATE_STRATEGY: 'lambda',
       LSB_MIGRATE_FUNCTION: 'langsight-migrate',
       LSB_EXPECTED_SCHEMA_HEAD: '0008_feature_flags',
@@ -67,7 +76,9 @@ describe('State machine: restore with native integrations', () => {
       {
         nativeHandlers: {
           StopWriters: record('StopWriters'),
+          DescribeStoppingWriters: settled(0),
           StartWriters: record('StartWriters'),
+          DescribeStartingWriters: settled(),
           MigrateWithLambda: async (input) => {
             calls.push({ state: 'MigrateWithLambda', input: input as Record<string, unknown> })
             await migrateLikeTheApp(database)
@@ -109,6 +120,7 @@ describe('State machine: restore with native integrations', () => {
       LSB_MIGRATE_ECS_TASK_DEFINITION: 'langsight-api:42',
       LSB_MIGRATE_ECS_SUBNETS: 'subnet-a,subnet-b',
       LSB_MIGRATE_ECS_SECURITY_GROUPS: 'sg-1',
+      LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP: 'ENABLED',
       LSB_EXPECTED_SCHEMA_HEAD: '0008_feature_flags',
     })
     const { calls, record } = recorder()
@@ -132,7 +144,11 @@ describe('State machine: restore with native integrations', () => {
       TaskDefinition: 'langsight-api:42',
       LaunchType: 'FARGATE',
       NetworkConfiguration: {
-        AwsvpcConfiguration: { Subnets: ['subnet-a', 'subnet-b'], SecurityGroups: ['sg-1'] },
+        AwsvpcConfiguration: {
+          Subnets: ['subnet-a', 'subnet-b'],
+          SecurityGroups: ['sg-1'],
+          AssignPublicIp: 'ENABLED',
+        },
       },
       Overrides: {
         ContainerOverrides: [{ Name: 'api', Command: ['uv', 'run', 'alembic', 'upgrade', 'head'] }],
@@ -143,12 +159,14 @@ describe('State machine: restore with native integrations', () => {
   it('starts the writers again when the restore fails after they were stopped, and tells Slack', async () => {
     useEnv({
       LSB_QUIESCE_SERVICES: JSON.stringify(services),
+      LSB_QUIESCE_POLL_SECONDS: '1',
       LSB_MIGRATE_STRATEGY: 'none',
       LSB_MIGRATE_FUNCTION: undefined,
       LSB_MIGRATE_ECS_TASK_DEFINITION: undefined,
       // set by the ECS case above: with strategy none they would do nothing, a ConfigError everywhere
       LSB_MIGRATE_ECS_SUBNETS: undefined,
       LSB_MIGRATE_ECS_SECURITY_GROUPS: undefined,
+      LSB_MIGRATE_ECS_ASSIGN_PUBLIC_IP: undefined,
       LSB_EXPECTED_SCHEMA_HEAD: undefined,
     })
     slack.messages.length = 0
@@ -160,7 +178,11 @@ describe('State machine: restore with native integrations', () => {
       'restore',
       { postgres: 'latest' },
       {
-        nativeHandlers: { StopWriters: record('StopWriters'), RestartWriters: record('RestartWriters') },
+        nativeHandlers: {
+          StopWriters: record('StopWriters'),
+          DescribeStoppingWriters: settled(0),
+          RestartWriters: record('RestartWriters'),
+        },
         beforeTask: async (state) => {
           if (state !== 'SwapPostgres') return
           const admin = new pg.Client({ connectionString: pgUrl.replace(/\/[^/]+$/, '/postgres') })

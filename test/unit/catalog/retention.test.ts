@@ -64,6 +64,26 @@ describe('Function: planPrune', () => {
     expect(byId(plan)[past.backupId]!.action).toBe('delete')
   })
 
+  it('with keepProven, keeps the newest backup a drill proved, whatever its age, and only that one', () => {
+    // Prepare: five old backups; drills passed on the 300- and 400-day ones, failed on the 200-day one
+    const backups = [100, 200, 300, 400, 500].map((d) => backup(d * DAY))
+    const drill = (b: BackupListing, outcome: 'passed' | 'failed') =>
+      b.keys.push(`p/postgres/${b.backupId}/drills/${backupIdFor(NOW)}-${outcome}.json`)
+    drill(backups[1]!, 'failed')
+    drill(backups[2]!, 'passed')
+    drill(backups[3]!, 'passed')
+    const policy = { ...POLICY, keepLast: 1 }
+    // Act
+    const withProof = byId(planPrune(backups, { ...policy, keepProven: true }, NOW))
+    const without = byId(planPrune(backups, { ...policy, keepProven: false }, NOW))
+    // Assess
+    expect(withProof[backups[2]!.backupId]!.action).toBe('keep')
+    expect(withProof[backups[2]!.backupId]!.reason).toMatch(/^the newest backup proven restorable \(drill /)
+    expect(withProof[backups[1]!.backupId]!.action).toBe('delete')
+    expect(withProof[backups[3]!.backupId]!.action).toBe('delete')
+    expect(without[backups[2]!.backupId]!.action).toBe('delete')
+  })
+
   it('keeps the newest keepLast complete backups whatever their age', () => {
     const backups = [100, 200, 300, 400, 500].map((d) => backup(d * DAY))
     const plan = planPrune(backups, POLICY, NOW)
