@@ -8,7 +8,7 @@
  *
  *   npx tsx bench/fingerprintCost.ts [--rows 2000000]
  */
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -44,14 +44,14 @@ try {
   await client.query('VACUUM ANALYZE spans')
   const [{ size }] = (await client.query("SELECT pg_total_relation_size('spans') AS size")).rows
   process.stderr.write(`postgres: ${rows} rows, ${humanBytes(Number(size))} on disk\n`)
-  const dump = await timed('pg_dump --compress=gzip:1 > /dev/null', () => {
-    const r = spawnSync(
-      join(postgresBinDir(), 'pg_dump'),
-      ['--format=custom', '--compress=1', '-t', 'spans', '-f', '/dev/null', url],
-      { stdio: 'inherit' },
-    )
-    if (r.status !== 0) throw new Error('pg_dump failed')
-  })
+  const pgDump = () =>
+    new Promise<void>((resolve, reject) => {
+      const args = ['--format=custom', '--compress=1', '--no-sync', '-t', 'spans', '-f', '/dev/null', url]
+      spawn(join(postgresBinDir(), 'pg_dump'), args, { stdio: 'inherit' }).on('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`pg_dump exited ${code}`)),
+      )
+    })
+  const dump = await timed('pg_dump --compress=gzip:1 > /dev/null', pgDump)
   const inSnapshot = async (mode: 'full' | 'rows') => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
     try {
@@ -62,6 +62,10 @@ try {
   }
   const pgFull = await timed('postgres fingerprint full', () => inSnapshot('full'))
   const pgRows = await timed('postgres fingerprint rows', () => inSnapshot('rows'))
+  // as SnapshotPostgres runs them: side by side
+  const both = await timed('pg_dump and fingerprint full, side by side', () =>
+    Promise.all([pgDump(), inSnapshot('full')]),
+  )
   await client.end()
 
   // ── ClickHouse (chdb): the same shape, MergeTree
@@ -90,7 +94,8 @@ try {
   process.stdout.write(
     [
       `rows: ${rows}; object ${humanBytes(statSync(file).size)}`,
-      `postgres: fingerprint full ${ratio(pgFull.seconds, dump.seconds)} of pg_dump's time, rows-only ${ratio(pgRows.seconds, dump.seconds)}`,
+      `postgres: fingerprint full ${ratio(pgFull.seconds, dump.seconds)} of pg_dump's time, rows-only ${ratio(pgRows.seconds, dump.seconds)}; ` +
+        `pg_dump with the fingerprint beside it ${ratio(both.seconds, dump.seconds)} of pg_dump alone`,
       `clickhouse: export ${exported.seconds.toFixed(2)} s; reading the object back for count() ${count.seconds.toFixed(2)} s, ` +
         `count() + hash ${hashed.seconds.toFixed(2)} s: the hash adds ${ratio(hashed.seconds - count.seconds, exported.seconds)} of the export's time`,
       '',

@@ -34,9 +34,10 @@ const READ_SETTINGS = [
 ]
 
 /**
- * Each table's rows and, with `full`, the sum of the first 64 bits of md5(row as text) over its
- * rows (`FROM ONLY`: a partition's rows are counted once, in the partition). Runs inside the
- * caller's transaction, so it reads whatever snapshot that transaction has.
+ * Each table's rows and, with `full`, the sum of a 64-bit hash of each row's text
+ * (`hashtextextended(row::text, 0)`: any column type has a text form; 2.4× faster than md5 on 2M
+ * rows, bench/fingerprintCost.ts). `FROM ONLY`: a partition's rows are counted once, in the
+ * partition. Runs inside the caller's transaction, so it reads whatever snapshot that has.
  */
 export async function fingerprintTables(
   client: pg.Client,
@@ -46,10 +47,7 @@ export async function fingerprintTables(
   const out: TableFingerprint[] = []
   for (const { schema, name } of tables.rows) {
     const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`
-    const hash =
-      mode === 'full'
-        ? `, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint), 0)::text AS h`
-        : ''
+    const hash = mode === 'full' ? ', coalesce(sum(hashtextextended(t::text, 0)), 0)::text AS h' : ''
     const { rows } = await client.query<{ n: string; h?: string }>(
       `SELECT count(*)::text AS n${hash} FROM ONLY ${qualified} t`,
     )

@@ -21,11 +21,20 @@ let chUrl: string
 
 /** Runs the real bin as a user would; resolves with its exit code, stdout and stderr. */
 function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cliWithStdin(undefined, ...args)
+}
+
+/** The same, with `stdin` written to its standard input (a pipe) when given. */
+function cliWithStdin(
+  stdin: string | undefined,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(root, 'bin/langsight-backup.js'), ...args], {
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     })
+    if (stdin !== undefined) child.stdin!.end(stdin)
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c) => {
@@ -181,6 +190,34 @@ describe('CLI: langsight-backup', () => {
     } finally {
       copyFileSync(`${file}.saved`, file)
       rmSync(`${file}.saved`)
+    }
+  })
+
+  it('restores through the embedded engine whatever its standard input holds (chdb reads stdin on FROM INFILE)', async () => {
+    // Prepare: a streamed backup, so the restore feeds chdb through a FIFO (INSERT … FROM INFILE)
+    const chBefore = await chHash()
+    const saved = { ...env }
+    Object.assign(env, { LSB_CLICKHOUSE_TRANSFER: 'stream' })
+    try {
+      const backup = await cli('backup', '--local', '--engine', 'clickhouse', '--json')
+      expect(backup.code).toBe(0)
+      const conn = await connectClickHouse(chUrl)
+      await conn.command('TRUNCATE TABLE langsight.health_checks')
+      await conn.close()
+      // Act: stdin is a pipe with bytes in it, as under `yes | …` or a CI runner
+      const restore = await cliWithStdin(
+        'not a Native body\n'.repeat(1000),
+        'restore',
+        '--local',
+        '--clickhouse',
+        'latest',
+      )
+      // Assess
+      expect(restore.stderr).not.toMatch(/Code: \d+/)
+      expect(restore.code).toBe(0)
+      expect(await chHash()).toEqual(chBefore)
+    } finally {
+      env = saved
     }
   })
 
