@@ -12,19 +12,12 @@ import {
   manifestKey,
 } from '#core/backupKeys.ts'
 import { loadSettings } from '#core/config.ts'
-import { BackupNotFoundError, ManifestError, UntrustedInputError } from '#core/errors.ts'
+import { BackupNotFoundError, ManifestError, ObjectExistsError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { type Manifest, parseManifest, type StoredObject, storedObjectSchema } from '#core/manifest.ts'
 import { type ClickHousePlan, clickhousePlanSchema } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
-import {
-  deleteObjects,
-  getText,
-  type ListedObject,
-  listObjects,
-  ObjectExistsError,
-  putBytes,
-} from './objectStore.ts'
+import { deleteObjects, getText, type ListedObject, listObjects, putBytes } from './objectStore.ts'
 import { type BackupListing, type PruneDecision, planPrune, type RetentionPolicy } from './retention.ts'
 
 /** Parses a stored JSON working file; a missing or invalid one is a ManifestError naming it. */

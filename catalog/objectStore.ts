@@ -14,18 +14,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage'
 import { loadSettings } from '#core/config.ts'
 import { stallGuard, stallLimitMs } from '#core/deadline.ts'
-import { ChecksumMismatchError, TransientError } from '#core/errors.ts'
-
-/**
- * A conditional write (`If-None-Match: *`) found another object at its key: backups are never
- * overwritten. A retry that finds the very bytes it would write is not this error.
- */
-export class ObjectExistsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'ObjectExistsError'
-  }
-}
+import { ChecksumMismatchError, ObjectExistsError, TransientError } from '#core/errors.ts'
 
 type S3Failure = { name?: string; $metadata?: { httpStatusCode?: number } }
 

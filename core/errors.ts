@@ -54,3 +54,8 @@ export function isNetworkError(error: unknown): boolean {
 }
 /** A drill restored a backup whose content differs from the fingerprints it recorded. */
 export class DrillMismatchError extends NamedError {}
+/**
+ * A conditional write (`If-None-Match: *`) found another object at its key: backups are never
+ * overwritten. A retry that finds the very bytes it would write is not this error.
+ */
+export class ObjectExistsError extends NamedError {}

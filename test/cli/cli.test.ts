@@ -37,10 +37,10 @@ function cliWithStdin(
     if (stdin !== undefined) child.stdin!.end(stdin)
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (c) => {
+    child.stdout!.on('data', (c) => {
       stdout += c
     })
-    child.stderr.on('data', (c) => {
+    child.stderr!.on('data', (c) => {
       stderr += c
     })
     child.on('close', (code) => resolve({ code, stdout, stderr }))

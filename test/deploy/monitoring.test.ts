@@ -131,7 +131,7 @@ describe('Function: serverless.yml alarm topic', () => {
     expect(services.Action).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*'])
   })
 
-  it('subscribes an email address and the notify function only when asked, and lets SNS invoke notify', () => {
+  it('subscribes notify (Slack) by default and an email address when given, and lets SNS invoke notify', () => {
     // Prepare
     const email = resource('AlarmEmailSubscription')
     const slack = resource('AlarmSlackSubscription')
@@ -142,9 +142,10 @@ describe('Function: serverless.yml alarm topic', () => {
       'AlarmToSlack',
       'AlarmToSlack',
     ])
+    // by default the alarms go where the failures go, Slack; email only when an address is given
     expect([conditionValue(template, 'HasAlarmEmail'), conditionValue(template, 'AlarmToSlack')]).toEqual([
       false,
-      false,
+      true,
     ])
     expect(email.Properties).toMatchObject({ Protocol: 'email', TopicArn: { Ref: 'AlarmTopic' } })
     expect(slack.Properties).toEqual({
