@@ -8,7 +8,7 @@
  * per partition and come back. Each `--variant name:LSB_X=v,LSB_Y=w` runs our backup and restore
  * again with other settings on the same data (how the settings were chosen).
  *
- *   npm run bench -- [--scale 10] [--pg-scale N] [--variant …]… [--no-split-check] [--json out.json]
+ *   npm run bench -- [--scale 10] [--pg-scale N] [--variant …]… [--no-split-check] [--all-batches] [--json out.json]
  *
  * LSB_* variables in the environment apply to every one of our runs.
  */
@@ -50,6 +50,8 @@ const { values: argv } = parseArgs({
     'no-split-check': { type: 'boolean', default: false },
     'no-runbook': { type: 'boolean', default: false },
     'no-steps': { type: 'boolean', default: false },
+    /** Measure every export and load batch alone (for peak memory), not only batch 0. */
+    'all-batches': { type: 'boolean', default: false },
     'pg-compress-levels': { type: 'string' },
     'timeout-seconds': { type: 'string' },
     json: { type: 'string' },
@@ -304,6 +306,7 @@ try {
     report.steps = await measureSteps({
       env: main.env,
       scratchPrefix: 'steps',
+      allBatches: argv['all-batches'],
       postgres: await new BackupStore(s3.bucket, main.prefix).readManifest('postgres', ids.postgres),
       clickhouse: await new BackupStore(s3.bucket, main.prefix).readManifest('clickhouse', ids.clickhouse),
       dropClickHouseDatabase: (name) => conn.command(`DROP DATABASE IF EXISTS \`${name}\``),
