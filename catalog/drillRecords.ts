@@ -49,18 +49,27 @@ export async function writeDrillRecord(store: BackupStore, record: DrillRecord):
   return key
 }
 
+/** The keys of one backup's drill records, oldest drill first. */
+export async function drillRecordKeys(
+  store: BackupStore,
+  engine: Engine,
+  backupId: string,
+): Promise<string[]> {
+  const keys: string[] = []
+  for await (const o of listObjects(store.bucket, `${backupDir(store.prefix, engine, backupId)}drills/`)) {
+    if (drillOfKey(o.key)) keys.push(o.key)
+  }
+  return keys.sort()
+}
+
 /** Every drill record of one backup, oldest first. */
 export async function readDrillRecords(
   store: BackupStore,
   engine: Engine,
   backupId: string,
 ): Promise<DrillRecord[]> {
-  const keys: string[] = []
-  for await (const o of listObjects(store.bucket, `${backupDir(store.prefix, engine, backupId)}drills/`)) {
-    if (drillOfKey(o.key)) keys.push(o.key)
-  }
   const records: DrillRecord[] = []
-  for (const key of keys.sort()) {
+  for (const key of await drillRecordKeys(store, engine, backupId)) {
     const text = await getText(store.bucket, key)
     let json: unknown
     try {

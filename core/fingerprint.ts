@@ -17,6 +17,8 @@ export const tableFingerprintSchema = z.object({
   hash: rowHashSchema.nullable(),
 })
 export type TableFingerprint = z.output<typeof tableFingerprintSchema>
+/** A table's fingerprint and how long reading it took (what a fingerprint costs, per table). */
+export type TimedFingerprint = TableFingerprint & { seconds: number }
 
 const MOD = 2n ** 64n
 

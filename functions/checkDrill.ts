@@ -2,7 +2,12 @@ import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
 import { type TableCheck, writeDrillRecord } from '#catalog/drillRecords.ts'
 import { requireSecret } from '#core/config.ts'
-import { compareFingerprints, expectedFingerprints, type TableFingerprint } from '#core/fingerprint.ts'
+import {
+  compareFingerprints,
+  expectedFingerprints,
+  type TableFingerprint,
+  type TimedFingerprint,
+} from '#core/fingerprint.ts'
 import { logger } from '#core/logger.ts'
 import { recordDrill } from '#core/metrics.ts'
 import { restoreNames } from '#core/names.ts'
@@ -24,46 +29,35 @@ const input = z.object({
   ...executionFields,
 })
 
-/** Reads each table's fingerprint where the drill loaded it, timing each table. */
-type Measure = (
-  expected: TableFingerprint[],
-  full: boolean,
-) => Promise<(TableFingerprint & { seconds: number })[]>
-
-async function withPostgres<T>(database: string, ctx: StateContext, use: (m: Measure) => Promise<T>) {
-  const target = withDatabase(
-    parsePostgresUrl(await requireSecret('LSB_POSTGRES_URL')),
-    restoreNames(database).restoring,
-  )
-  return use(async (_expected, full) => {
-    const started = Date.now()
-    const read = await fingerprintDatabase(target, full ? 'full' : 'rows', ctx)
-    // one read for the whole database: its time is shared out evenly
-    const seconds = (Date.now() - started) / 1000 / Math.max(1, read.length)
-    return read.map((t) => ({ ...t, seconds }))
-  })
+/** Every table of the Postgres copy the drill loaded (`<scratch>__lsb_restoring`), each timed. */
+async function postgresTables(database: string, mode: 'full' | 'rows', ctx: StateContext) {
+  const url = await requireSecret('LSB_POSTGRES_URL')
+  return fingerprintDatabase(withDatabase(parsePostgresUrl(url), restoreNames(database).restoring), mode, ctx)
 }
 
-async function withClickHouse<T>(database: string, use: (m: Measure) => Promise<T>) {
+/** Each table the backup recorded, read in the drill's ClickHouse staging database, each timed. */
+async function clickhouseTables(
+  database: string,
+  expected: TableFingerprint[],
+  mode: 'full' | 'rows',
+): Promise<TimedFingerprint[]> {
   const conn = await connectClickHouse(await requireSecret('LSB_CLICKHOUSE_URL'))
   const { staging } = restoreNames(database)
   try {
-    return await use(async (expected, full) => {
-      const out = []
-      for (const { table } of expected) {
-        const started = Date.now()
-        const columns = await storedColumnTypes(conn, staging, table)
-        if (columns.length === 0) continue // not restored: compareFingerprints reports it missing
-        const read = await fingerprintOf(conn, {
-          source: qualifiedName(staging, table),
-          columns,
-          mode: full ? 'full' : 'rows',
-          what: `fingerprint of ${staging}.${table}`,
-        })
-        out.push({ table, ...read, seconds: (Date.now() - started) / 1000 })
-      }
-      return out
-    })
+    const out = []
+    for (const { table } of expected) {
+      const started = performance.now()
+      const columns = await storedColumnTypes(conn, staging, table)
+      if (columns.length === 0) continue // not restored: compareFingerprints reports it missing
+      const read = await fingerprintOf(conn, {
+        source: qualifiedName(staging, table),
+        columns,
+        mode,
+        what: `fingerprint of ${staging}.${table}`,
+      })
+      out.push({ table, ...read, seconds: (performance.now() - started) / 1000 })
+    }
+    return out
   } finally {
     await conn.close()
   }
@@ -82,14 +76,16 @@ export async function run(
   const store = backupStore()
   const manifest = await store.readManifest(engine, backupId)
   const expected = expectedFingerprints(manifest)
-  const full = expected?.some((t) => t.hash !== null) ?? false
-  const measure = async (m: Measure) => (expected ? m(expected, full) : [])
+  const mode = expected?.some((t) => t.hash !== null) ? 'full' : 'rows'
+  // a backup that recorded no fingerprints proves only that it loads
   const actual =
-    engine === 'postgres'
-      ? await withPostgres(database, ctx, measure)
-      : await withClickHouse(database, measure)
+    expected === null
+      ? []
+      : engine === 'postgres'
+        ? await postgresTables(database, mode, ctx)
+        : await clickhouseTables(database, expected, mode)
   const seconds = new Map(actual.map((t) => [t.table, t.seconds]))
-  const tables: TableCheck[] = compareFingerprints(expected ?? [], expected ? actual : []).map((c) => ({
+  const tables: TableCheck[] = compareFingerprints(expected ?? [], actual).map((c) => ({
     ...c,
     seconds: seconds.get(c.table) ?? 0,
   }))
@@ -102,7 +98,7 @@ export async function run(
     executionId,
     database,
     passed: mismatched.length === 0,
-    fingerprints: expected === null ? 'none' : full ? 'full' : 'rows',
+    fingerprints: expected === null ? 'none' : mode,
     startedAt,
     finishedAt: finishedAt.toISOString(),
     seconds: (finishedAt.getTime() - Date.parse(startedAt)) / 1000,

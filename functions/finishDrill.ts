@@ -1,14 +1,13 @@
 import { z } from 'zod'
 import { backupStore } from '#catalog/backupStore.ts'
-import { writeDrillRecord } from '#catalog/drillRecords.ts'
-import { listObjects } from '#catalog/objectStore.ts'
-import { backupDir, drillOfKey, type Engine } from '#core/backupKeys.ts'
+import { drillRecordKeys, writeDrillRecord } from '#catalog/drillRecords.ts'
+import { drillOfKey, type Engine } from '#core/backupKeys.ts'
 import { requireSecret } from '#core/config.ts'
 import { DrillMismatchError, UntrustedInputError } from '#core/errors.ts'
 import { logger } from '#core/logger.ts'
 import { recordDrill } from '#core/metrics.ts'
 import { isDrillDatabase, restoreNames } from '#core/names.ts'
-import { backupIdSchema, databaseNameSchema, executionFields } from '#core/payloads.ts'
+import { backupIdSchema, databaseNameSchema, engineSchema, executionFields } from '#core/payloads.ts'
 import { redact } from '#core/redact.ts'
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import { quoteIdentifier } from '#engines/clickhouse/sql.ts'
@@ -16,13 +15,24 @@ import { openAdminSession } from '#engines/postgres/adminSession.ts'
 import { parsePostgresUrl } from '#engines/postgres/postgresUrl.ts'
 import { stateHandler } from '#functions/middleware/stateHandler.ts'
 
-const scratch = z.object({ backupId: backupIdSchema, database: databaseNameSchema }).nullable()
-
 const input = z.object({
-  drill: z.object({ drillId: backupIdSchema, postgres: scratch, clickhouse: scratch }),
+  drill: z.object({
+    drillId: backupIdSchema,
+    /** One per engine drilled: the backup and its scratch database. */
+    engines: z.array(
+      z.object({ engine: engineSchema, backupId: backupIdSchema, database: databaseNameSchema }),
+    ),
+  }),
   /** CheckFingerprints's results; absent on the failure path. */
   results: z
-    .array(z.object({ engine: z.string(), passed: z.boolean(), mismatched: z.array(z.string()) }))
+    .array(
+      z.object({
+        engine: engineSchema,
+        backupId: backupIdSchema,
+        passed: z.boolean(),
+        mismatched: z.array(z.string()),
+      }),
+    )
     .optional(),
   /** On the failure path: where the drill failed and why. */
   failedState: z.string().optional(),
@@ -66,11 +76,8 @@ async function dropClickHouse(database: string): Promise<void> {
 
 /** Whether this drill already stored a record for the backup (CheckFingerprints got that far). */
 async function recorded(engine: Engine, backupId: string, drillId: string): Promise<boolean> {
-  const store = backupStore()
-  for await (const o of listObjects(store.bucket, `${backupDir(store.prefix, engine, backupId)}drills/`)) {
-    if (drillOfKey(o.key)?.drillId === drillId) return true
-  }
-  return false
+  const keys = await drillRecordKeys(backupStore(), engine, backupId)
+  return keys.some((key) => drillOfKey(key)?.drillId === drillId)
 }
 
 /**
@@ -87,12 +94,8 @@ export async function run({
   executionId,
 }: z.output<typeof input>) {
   logger.appendKeys({ drillId: drill.drillId })
-  const engines = [
-    ['postgres', drill.postgres],
-    ['clickhouse', drill.clickhouse],
-  ] as const
-  for (const [engine, target] of engines) {
-    if (!target) continue
+  for (const target of drill.engines) {
+    const { engine } = target
     await (engine === 'postgres' ? dropPostgres(target.database) : dropClickHouse(target.database))
     logger.info('drill databases dropped', { engine, database: target.database })
     if (failure && !(await recorded(engine, target.backupId, drill.drillId))) {
@@ -120,17 +123,16 @@ export async function run({
   if (failed.length > 0) {
     throw new DrillMismatchError(
       failed
-        .map((r) => {
-          const backupId = (r.engine === 'postgres' ? drill.postgres : drill.clickhouse)?.backupId
-          return `${r.engine} backup ${backupId} does not restore as backed up: ${r.mismatched.join('; ')}`
-        })
+        .map(
+          (r) => `${r.engine} backup ${r.backupId} does not restore as backed up: ${r.mismatched.join('; ')}`,
+        )
         .join(' | '),
     )
   }
   return {
     drillId: drill.drillId,
     passed: failure === undefined,
-    engines: engines.filter(([, t]) => t).map(([engine]) => engine),
+    engines: drill.engines.map((e) => e.engine),
   }
 }
 

@@ -138,9 +138,7 @@ export async function run({ input: request, startedAt, executionId }: z.output<t
       ? {
           enabled: true,
           drillId: backupIdFor(startedAt),
-          postgres: pg && { backupId: pg.backupId, database: targets.postgresDatabase! },
-          clickhouse: ch && { backupId: ch.backupId, database: targets.clickhouseDatabase! },
-          // CheckFingerprints's Map items: one per engine
+          // CheckFingerprints's Map items, and what FinishDrill drops: one per engine
           engines: [
             ...(pg
               ? [{ engine: 'postgres', backupId: pg.backupId, database: targets.postgresDatabase! }]

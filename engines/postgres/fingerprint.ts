@@ -1,6 +1,6 @@
 import pg from 'pg'
 import { PgDumpError } from '#core/errors.ts'
-import { normalizeRowHash, type TableFingerprint } from '#core/fingerprint.ts'
+import { normalizeRowHash, type TimedFingerprint } from '#core/fingerprint.ts'
 import { connectPostgres, describePgError } from './connectPostgres.ts'
 import type { PostgresTarget } from './postgresUrl.ts'
 
@@ -42,10 +42,11 @@ const READ_SETTINGS = [
 export async function fingerprintTables(
   client: pg.Client,
   mode: FingerprintMode,
-): Promise<TableFingerprint[]> {
+): Promise<TimedFingerprint[]> {
   const tables = await client.query<{ schema: string; name: string }>(TABLES)
-  const out: TableFingerprint[] = []
+  const out: TimedFingerprint[] = []
   for (const { schema, name } of tables.rows) {
+    const started = performance.now()
     const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`
     const hash = mode === 'full' ? ', coalesce(sum(hashtextextended(t::text, 0)), 0)::text AS h' : ''
     const { rows } = await client.query<{ n: string; h?: string }>(
@@ -55,6 +56,7 @@ export async function fingerprintTables(
       table: `${schema}.${name}`,
       rows: Number(rows[0]!.n),
       hash: rows[0]!.h === undefined ? null : normalizeRowHash(rows[0]!.h),
+      seconds: (performance.now() - started) / 1000,
     })
   }
   return out
@@ -64,7 +66,7 @@ export async function fingerprintTables(
 export interface ExportedSnapshot {
   id: string
   /** The fingerprints of every table, read in that snapshot. */
-  fingerprints(mode: FingerprintMode): Promise<TableFingerprint[]>
+  fingerprints(mode: FingerprintMode): Promise<TimedFingerprint[]>
   /** Ends the transaction (and any read of it still running); only once pg_dump has finished. */
   close(): Promise<void>
 }
@@ -112,7 +114,7 @@ export async function fingerprintDatabase(
   target: PostgresTarget,
   mode: FingerprintMode,
   opts: { deadlineMs: number; signal?: AbortSignal },
-): Promise<TableFingerprint[]> {
+): Promise<TimedFingerprint[]> {
   const snapshot = await exportSnapshot(target, opts)
   try {
     return await snapshot.fingerprints(mode)

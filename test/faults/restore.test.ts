@@ -29,6 +29,7 @@ import {
 import { connectClickHouse } from '#engines/clickhouse/connectClickHouse.ts'
 import type { ClickHouseConnection } from '#engines/clickhouse/connection.ts'
 import { restoreBatches } from '#engines/clickhouse/restore/plan.ts'
+import { settledServices } from '../support/ecsStandIns.ts'
 import {
   clickhouseServerUrl,
   createPostgresDatabase,
@@ -798,19 +799,11 @@ describe('Restore under faults: between the two swaps (Postgres restored, ClickH
       calls,
       nativeHandlers: {
         StopWriters: record('StopWriters'),
-        DescribeStoppingWriters: settled(0),
+        DescribeStoppingWriters: settledServices(services, 0),
         StartWriters: record('StartWriters'),
-        DescribeStartingWriters: settled(),
+        DescribeStartingWriters: settledServices(services),
         RestartWriters: record('RestartWriters'),
       },
-    }
-  }
-  /** describeServices of a service that has settled: drained (0), or at its desired count. */
-  function settled(running?: number) {
-    return async (input: unknown) => {
-      const name = (input as { Services: string[] }).Services[0]!
-      const count = running ?? services.find((s) => s.service === name)!.desiredCount
-      return { Services: [{ ServiceName: name, RunningCount: count, DesiredCount: count }] }
     }
   }
   const stopped = services.map((s) => `StopWriters ${s.service} 0`).sort()

@@ -2,6 +2,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runStateMachine } from '#cli/local/runStateMachine.ts'
 import { seedPostgres } from '#devtools/sampleData.ts'
+import { settledServices } from '../support/ecsStandIns.ts'
 import { createPostgresDatabase, uniquePrefix, useEnv } from '../support/env.ts'
 import { startSlackSink } from '../support/slackSink.ts'
 
@@ -33,15 +34,6 @@ function recorder() {
     return {}
   }
   return { calls, record }
-}
-
-/** describeServices of a service that has already settled: drained (0), or at its desired count. */
-function settled(running?: number) {
-  return async (input: unknown) => {
-    const name = (input as { Services: string[] }).Services[0]!
-    const count = running ?? services.find((s) => s.service === name)!.desiredCount
-    return { Services: [{ ServiceName: name, RunningCount: count, DesiredCount: count }] }
-  }
 }
 
 beforeAll(async () => {
@@ -76,9 +68,9 @@ describe('State machine: restore with native integrations', () => {
       {
         nativeHandlers: {
           StopWriters: record('StopWriters'),
-          DescribeStoppingWriters: settled(0),
+          DescribeStoppingWriters: settledServices(services, 0),
           StartWriters: record('StartWriters'),
-          DescribeStartingWriters: settled(),
+          DescribeStartingWriters: settledServices(services),
           MigrateWithLambda: async (input) => {
             calls.push({ state: 'MigrateWithLambda', input: input as Record<string, unknown> })
             await migrateLikeTheApp(database)
@@ -180,7 +172,7 @@ describe('State machine: restore with native integrations', () => {
       {
         nativeHandlers: {
           StopWriters: record('StopWriters'),
-          DescribeStoppingWriters: settled(0),
+          DescribeStoppingWriters: settledServices(services, 0),
           RestartWriters: record('RestartWriters'),
         },
         beforeTask: async (state) => {
